@@ -1,0 +1,18 @@
+# The README's commands. `make setup` is idempotent; `run` and `test` call it first.
+.PHONY: setup run test lint bench
+
+setup:
+	@bash scripts/setup.sh
+
+run: setup
+	.venv/bin/voicebot demo call
+
+test: setup
+	.venv/bin/python -m pytest -q
+
+lint: setup
+	.venv/bin/ruff check voicebot tests scripts
+	.venv/bin/ruff format --check voicebot tests scripts
+
+bench: setup
+	.venv/bin/python scripts/bench_latency.py

@@ -1,0 +1,53 @@
+"""The recognizer interface shared by all ASR engines."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class RecognitionHints:
+    """What the dialogue expects next, so an engine can bias or restrict recognition.
+
+    ``grammar`` is a closed list of phrases (engines that support grammars restrict to it, plus
+    "[unk]"); ``phrases`` are soft hints (prompt/hotword biasing) for open-vocabulary engines.
+    """
+
+    phrases: tuple[str, ...] = ()
+    grammar: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class Word:
+    word: str
+    start: float
+    end: float
+    confidence: float
+
+
+@dataclass(frozen=True)
+class Transcript:
+    text: str
+    confidence: float
+    words: tuple[Word, ...] = ()
+    alternatives: tuple[str, ...] = field(default_factory=tuple)
+
+
+class RecognizerStream(Protocol):
+    """One utterance-in-progress; created per utterance, fed 16 kHz s16le frames."""
+
+    def accept(self, pcm: bytes) -> str | None:
+        """Feeds audio; returns a new partial transcript when it changed, else None."""
+
+    def finish(self) -> Transcript:
+        """Ends the utterance and returns the final transcript."""
+
+
+class Recognizer(Protocol):
+    """An ASR engine loaded once and shared by all calls (streams are per call)."""
+
+    name: str
+    language: str
+
+    def open_stream(self, hints: RecognitionHints | None = None) -> RecognizerStream: ...

@@ -1,0 +1,47 @@
+"""Backend actions a flow node can call by name (the flow is data; actions are the only code)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class ActionContext:
+    """What an action sees: the call's slots and who the caller proved to be."""
+
+    slots: dict[str, Any]
+    caller_id: str
+    account: str | None = None  # set once the caller is authenticated
+
+
+@dataclass
+class ActionResult:
+    """Values for the node's prompt template, or a failure with the prompt id to say instead."""
+
+    values: dict[str, Any] = field(default_factory=dict)
+    ok: bool = True
+    error_prompt: str | None = None
+
+
+Action = Callable[[ActionContext], ActionResult]
+
+
+class ActionRegistry:
+    """Maps action names used in flow files to callables."""
+
+    def __init__(self) -> None:
+        self._actions: dict[str, Action] = {}
+
+    def register(self, name: str, action: Action) -> None:
+        self._actions[name] = action
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._actions
+
+    def names(self) -> list[str]:
+        return sorted(self._actions)
+
+    def run(self, name: str, context: ActionContext) -> ActionResult:
+        return self._actions[name](context)

@@ -1,0 +1,201 @@
+"""Typed call events: every stage emits these; together they form the call trace.
+
+Each event carries two clocks: ``t`` (``time.monotonic()`` seconds, for wall-clock latency) and
+``audio_ms`` (position on the call's audio clock, which advances 20 ms per frame and is the clock
+the dialogue's timers run on, so paced and unpaced simulated calls behave the same).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, Callable, ClassVar
+
+
+@dataclass(kw_only=True)
+class CallEvent:
+    """Base of all trace events."""
+
+    type: ClassVar[str] = "event"
+    call_id: str = ""
+    audio_ms: int = 0
+    t: float = field(default_factory=time.monotonic)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        return {"type": self.type, **data}
+
+
+@dataclass(kw_only=True)
+class CallStarted(CallEvent):
+    type: ClassVar[str] = "call_started"
+    caller_id: str
+    language: str
+    asr_engine: str
+    nlu_engine: str
+
+
+@dataclass(kw_only=True)
+class SpeechStarted(CallEvent):
+    type: ClassVar[str] = "speech_started"
+    during_prompt: bool = False
+
+
+@dataclass(kw_only=True)
+class SpeechEnded(CallEvent):
+    type: ClassVar[str] = "speech_ended"
+    speech_ms: int
+    reason: str = "silence"  # silence | max_length | hangup
+
+
+@dataclass(kw_only=True)
+class AsrPartial(CallEvent):
+    type: ClassVar[str] = "asr_partial"
+    text: str
+
+
+@dataclass(kw_only=True)
+class AsrFinal(CallEvent):
+    type: ClassVar[str] = "asr_final"
+    text: str
+    confidence: float
+    words: list[dict[str, Any]] = field(default_factory=list)
+    alternatives: list[str] = field(default_factory=list)
+    engine: str = ""
+    compute_ms: float = 0.0
+    audio_duration_ms: int = 0
+
+
+@dataclass(kw_only=True)
+class NluParsed(CallEvent):
+    type: ClassVar[str] = "nlu_parsed"
+    text: str
+    intent: str
+    confidence: float
+    ranking: list[dict[str, Any]] = field(default_factory=list)
+    entities: list[dict[str, Any]] = field(default_factory=list)
+    compute_ms: float = 0.0
+
+
+@dataclass(kw_only=True)
+class DtmfReceived(CallEvent):
+    type: ClassVar[str] = "dtmf"
+    digits: str  # already masked when the dialogue is collecting a secret
+
+
+@dataclass(kw_only=True)
+class DialogueTransition(CallEvent):
+    type: ClassVar[str] = "dialogue_transition"
+    from_node: str
+    to_node: str
+    trigger: str  # intent name, dtmf, no_input, no_match, confirm, ...
+    decision: str = ""  # accept | confirm | reject | global | slot | ...
+
+
+@dataclass(kw_only=True)
+class NoInput(CallEvent):
+    type: ClassVar[str] = "no_input"
+    node: str
+    count: int
+
+
+@dataclass(kw_only=True)
+class NoMatch(CallEvent):
+    type: ClassVar[str] = "no_match"
+    node: str
+    count: int
+    reason: str  # low_confidence | out_of_scope | unexpected_intent | empty
+
+
+@dataclass(kw_only=True)
+class BotSaid(CallEvent):
+    type: ClassVar[str] = "bot_said"
+    text: str
+    prompt_id: str = ""
+    interruptible: bool = True
+
+
+@dataclass(kw_only=True)
+class TtsStarted(CallEvent):
+    type: ClassVar[str] = "tts_started"
+    text: str
+    cached: bool = False
+
+
+@dataclass(kw_only=True)
+class TtsFirstAudio(CallEvent):
+    type: ClassVar[str] = "tts_first_audio"
+    synth_ms: float
+    turn_latency_ms: float | None = None  # caller end of speech -> first bot audio (wall clock)
+
+
+@dataclass(kw_only=True)
+class TtsFinished(CallEvent):
+    type: ClassVar[str] = "tts_finished"
+    played_ms: int
+    total_ms: int
+    interrupted: bool = False
+
+
+@dataclass(kw_only=True)
+class BargeIn(CallEvent):
+    type: ClassVar[str] = "barge_in"
+    by: str  # speech | dtmf
+    heard_ms: int
+    prompt_ms: int
+
+
+@dataclass(kw_only=True)
+class Escalated(CallEvent):
+    type: ClassVar[str] = "escalated"
+    reason: str
+    queue: str
+    record: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(kw_only=True)
+class StageError(CallEvent):
+    type: ClassVar[str] = "stage_error"
+    stage: str
+    error: str
+
+
+@dataclass(kw_only=True)
+class CallEnded(CallEvent):
+    type: ClassVar[str] = "call_ended"
+    outcome: str  # contained | escalated | abandoned
+    reason: str = ""
+    duration_ms: int = 0
+
+
+EventListener = Callable[[CallEvent], None]
+
+
+class TraceWriter:
+    """Writes events as JSON lines; usable as an event listener."""
+
+    def __init__(self, target: Path | IO[str]) -> None:
+        if isinstance(target, Path):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            self._file: IO[str] = target.open("w", encoding="utf-8")
+            self._owned = True
+        else:
+            self._file = target
+            self._owned = False
+
+    def __call__(self, event: CallEvent) -> None:
+        self._file.write(json.dumps(event.to_dict(), ensure_ascii=False) + "\n")
+        self._file.flush()
+
+    def close(self) -> None:
+        if self._owned:
+            self._file.close()
+
+
+def read_trace(path: Path) -> list[dict[str, Any]]:
+    """Reads a JSON-lines trace back as a list of dicts."""
+    with path.open(encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle if line.strip()]
