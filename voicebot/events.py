@@ -10,9 +10,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Callable, ClassVar
+from typing import IO, Any, ClassVar
 
 
 @dataclass(kw_only=True)

@@ -1,0 +1,363 @@
+from __future__ import annotations
+
+import shutil
+import sqlite3
+from concurrent.futures import ThreadPoolExecutor
+from datetime import date, time
+from pathlib import Path
+
+import pytest
+
+from voicebot.demo.actions import register_bank_actions
+from voicebot.demo.bank import AcmeBank, BusinessRuleError, seed
+from voicebot.tts.speech_format import (
+    spoken_date,
+    spoken_list,
+    spoken_money,
+    spoken_time,
+    spoken_weekly_hours,
+)
+from voicebot.dialogue.actions import ActionContext, ActionRegistry, ActionResult
+
+JANE = "12345678"
+JOHN = "87654321"
+
+
+@pytest.fixture(scope="session")
+def seeded_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("template") / "bank.sqlite3"
+    seed(path)
+    return path
+
+
+@pytest.fixture
+def db_path(seeded_template: Path, tmp_path: Path) -> Path:
+    # Seeding hashes PINs with deliberately slow PBKDF2, so each test gets a copy of one seeded database.
+    path = tmp_path / seeded_template.name
+    shutil.copyfile(seeded_template, path)
+    return path
+
+
+@pytest.fixture
+def bank(db_path: Path) -> AcmeBank:
+    return AcmeBank(db_path)
+
+
+@pytest.fixture
+def registry(bank: AcmeBank) -> ActionRegistry:
+    registry = ActionRegistry()
+    register_bank_actions(registry, bank)
+    return registry
+
+
+def run_action(
+    registry: ActionRegistry, name: str, account: str | None = JANE, **slots: object
+) -> ActionResult:
+    return registry.run(name, ActionContext(slots=dict(slots), caller_id="+15550100000", account=account))
+
+
+def table_counts(db_path: Path) -> dict[str, int]:
+    with sqlite3.connect(db_path) as connection:
+        tables = [row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        return {table: connection.execute(f"SELECT count(*) FROM {table}").fetchone()[0] for table in tables}
+
+
+# --- backend ---------------------------------------------------------------------------------------
+
+
+def test_seed_is_idempotent_and_reset_restores_the_demo(db_path: Path, bank: AcmeBank) -> None:
+    seeded = table_counts(db_path)
+    seed(db_path)
+    assert table_counts(db_path) == seeded
+    assert bank.verify(JANE, "4321") == "Jane Doe"
+
+    bank.transfer(JANE, "checking", "savings", 10_000)
+    seed(db_path)  # keeps what callers did
+    assert bank.balance(JANE, "checking") == 244_075
+    seed(db_path, reset=True)
+    assert bank.balance(JANE, "checking") == 254_075
+    assert table_counts(db_path) == seeded
+
+
+def test_database_uses_wal(db_path: Path) -> None:
+    with sqlite3.connect(db_path) as connection:
+        assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_verify_accepts_only_the_right_pin(bank: AcmeBank) -> None:
+    assert bank.verify(JANE, "4321") == "Jane Doe"
+    assert bank.verify(JOHN, "1111") == "John Smith"
+    assert bank.verify(JANE, "1111") is None
+    assert bank.verify("99999999", "4321") is None
+
+
+def test_pins_are_not_stored_in_clear(db_path: Path) -> None:
+    # 4321 is also the tail of account 87654321, so check the other seeded PINs.
+    stored = b"".join(path.read_bytes() for path in db_path.parent.glob(f"{db_path.name}*"))
+    assert b"1111" not in stored
+    assert b"9753" not in stored
+
+
+def test_transfer_moves_money_and_records_both_sides(bank: AcmeBank) -> None:
+    new_checking = bank.transfer(JANE, "checking", "savings", 50_050)
+    assert new_checking == 254_075 - 50_050
+    assert bank.balance(JANE, "checking") == new_checking
+    assert bank.balance(JANE, "savings") == 1_200_000 + 50_050
+    latest = {t.account_type: t.amount_cents for t in bank.recent_transactions(JANE, limit=2)}
+    assert latest == {"checking": -50_050, "savings": 50_050}
+
+
+@pytest.mark.parametrize(
+    ("from_type", "to_type", "amount_cents", "code"),
+    [
+        ("checking", "savings", 254_076, "transfer_insufficient_funds"),
+        ("checking", "checking", 100, "transfer_invalid"),
+        ("checking", "savings", 0, "transfer_invalid"),
+        ("checking", "savings", -500, "transfer_invalid"),
+        ("checking", "brokerage", 100, "transfer_invalid"),
+    ],
+)
+def test_refused_transfer_changes_nothing(
+    bank: AcmeBank, from_type: str, to_type: str, amount_cents: int, code: str
+) -> None:
+    with pytest.raises(BusinessRuleError) as refused:
+        bank.transfer(JANE, from_type, to_type, amount_cents)
+    assert refused.value.code == code
+    assert bank.balance(JANE, "checking") == 254_075
+    assert bank.balance(JANE, "savings") == 1_200_000
+    assert len(bank.recent_transactions(JANE, limit=100)) == 10
+
+
+def test_concurrent_transfers_never_overdraw(bank: AcmeBank) -> None:
+    # John's 89.50 in checking covers eight 10-dollar transfers out of twenty attempted at once.
+    def attempt(_: int) -> bool:
+        try:
+            bank.transfer(JOHN, "checking", "savings", 1_000)
+        except BusinessRuleError:
+            return False
+        return True
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        succeeded = sum(pool.map(attempt, range(20)))
+    assert succeeded == 8
+    assert bank.balance(JOHN, "checking") == 950
+    assert bank.balance(JOHN, "savings") == 50_000 + 8_000
+
+
+def test_block_card_orders_one_replacement(bank: AcmeBank) -> None:
+    assert bank.block_card(JANE, "debit") == "4821"
+    assert bank.block_card(JANE, "debit") == "4821"  # already blocked: no second replacement
+    requests = bank.service_requests(JANE)
+    assert [(r.kind, r.details) for r in requests] == [
+        ("card_replacement", {"card_type": "debit", "last4": "4821"})
+    ]
+    with pytest.raises(BusinessRuleError, match="no credit card"):
+        bank.block_card(JOHN, "credit")
+
+
+@pytest.mark.parametrize(
+    ("query", "name"),
+    [
+        (None, "Main Street"),
+        ("", "Main Street"),
+        ("riverside", "Riverside"),
+        ("the Oak Park branch", "Oak Park"),
+        ("downtown", "Main Street"),
+        ("Springfield", "Main Street"),
+        ("oak parc", "Oak Park"),
+    ],
+)
+def test_branch_lookup_by_name_or_area(bank: AcmeBank, query: str | None, name: str) -> None:
+    branch = bank.branch(query)
+    assert branch is not None
+    assert branch.name == name
+
+
+def test_unknown_branch_is_none(bank: AcmeBank) -> None:
+    assert bank.branch("Atlantis") is None
+
+
+def test_record_request_returns_distinct_references(bank: AcmeBank) -> None:
+    first = bank.record_request(JANE, "contact_update", {"contact_type": "email"})
+    second = bank.record_request(JANE, "contact_update", {"contact_type": "phone"})
+    assert first != second
+    assert [r.reference for r in bank.service_requests(JANE)] == [first, second]
+
+
+# --- spoken formatting -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("cents", "spoken"),
+    [
+        (123_456, "1,234 dollars and 56 cents"),
+        (100, "1 dollar"),
+        (1, "1 cent"),
+        (0, "0 dollars"),
+        (-2_550, "minus 25 dollars and 50 cents"),
+    ],
+)
+def test_spoken_money(cents: int, spoken: str) -> None:
+    assert spoken_money(cents) == spoken
+
+
+def test_spoken_dates_and_times() -> None:
+    assert [spoken_date(date(2024, 11, day)) for day in (1, 2, 3, 11, 22)] == [
+        "November 1st",
+        "November 2nd",
+        "November 3rd",
+        "November 11th",
+        "November 22nd",
+    ]
+    assert [spoken_time(moment) for moment in (time(9), time(12), time(17, 30), time(0))] == [
+        "9 AM",
+        "12 PM",
+        "5:30 PM",
+        "12 AM",
+    ]
+
+
+def test_spoken_weekly_hours_merges_days() -> None:
+    hours = [*((day, time(9), time(17)) for day in range(5)), (5, time(9), time(13))]
+    assert spoken_weekly_hours(hours) == "9 AM to 5 PM Monday to Friday, 9 AM to 1 PM on Saturday"
+
+
+def test_spoken_list() -> None:
+    assert spoken_list(["a"]) == "a"
+    assert spoken_list(["a", "b"]) == "a and b"
+    assert spoken_list(["a", "b", "c"]) == "a, b, and c"
+
+
+# --- actions ---------------------------------------------------------------------------------------
+
+
+def test_verify_caller(registry: ActionRegistry) -> None:
+    welcomed = run_action(registry, "verify_caller", account=None, account_number="1234 5678", pin="4 3 2 1")
+    assert welcomed == ActionResult({"holder_name": "Jane Doe"})
+    refused = run_action(registry, "verify_caller", account=None, account_number=JANE, pin="0000")
+    assert refused == ActionResult(ok=False, error_prompt="auth_failed")
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "get_balance",
+        "get_recent_transactions",
+        "transfer_funds",
+        "block_card",
+        "update_contact_info",
+        "dispute_charge",
+    ],
+)
+def test_account_actions_require_authentication(registry: ActionRegistry, name: str) -> None:
+    result = run_action(
+        registry, name, account=None, amount=10.0, from_account="checking", to_account="savings"
+    )
+    assert result == ActionResult(ok=False, error_prompt="auth_required")
+
+
+def test_get_balance_defaults_to_checking(registry: ActionRegistry) -> None:
+    assert run_action(registry, "get_balance").values == {
+        "account_type": "checking",
+        "balance": "2,540 dollars and 75 cents",
+    }
+    assert run_action(registry, "get_balance", account_type="savings").values["balance"] == "12,000 dollars"
+    missing = run_action(registry, "get_balance", account=JOHN, account_type="credit")
+    assert missing.error_prompt == "account_not_found"
+
+
+def test_recent_transactions_are_spoken_newest_first(registry: ActionRegistry) -> None:
+    spoken = run_action(registry, "get_recent_transactions").values["transactions"]
+    assert spoken == (
+        "45 dollars and 20 cents to Grocery Mart on November 3rd, "
+        "23 dollars and 99 cents to Book Nook on November 2nd, "
+        "and 4 dollars and 75 cents to Corner Cafe on November 1st"
+    )
+
+
+def test_transfer_funds_speaks_amounts(registry: ActionRegistry) -> None:
+    result = run_action(
+        registry, "transfer_funds", amount=250.0, from_account="checking", to_account="savings"
+    )
+    assert result == ActionResult(
+        {
+            "amount": "250 dollars",
+            "from_account": "checking",
+            "to_account": "savings",
+            "new_balance": "2,290 dollars and 75 cents",
+        }
+    )
+    assert "$" not in " ".join(result.values.values())
+
+
+def test_transfer_funds_insufficient_funds(registry: ActionRegistry, bank: AcmeBank) -> None:
+    result = run_action(
+        registry,
+        "transfer_funds",
+        account=JOHN,
+        amount=1_000.0,
+        from_account="checking",
+        to_account="savings",
+    )
+    assert result == ActionResult(ok=False, error_prompt="transfer_insufficient_funds")
+    assert bank.balance(JOHN, "checking") == 8_950
+
+
+def test_block_card_speaks_only_the_last_digits(registry: ActionRegistry) -> None:
+    result = run_action(registry, "block_card")
+    assert result.values == {"card_type": "debit", "card_ending": "4 8 2 1"}
+    assert (
+        run_action(registry, "block_card", account=JOHN, card_type="credit").error_prompt == "card_not_found"
+    )
+
+
+def test_branch_actions(registry: ActionRegistry) -> None:
+    hours = run_action(registry, "branch_hours", account=None, branch="oak park")
+    assert hours.values == {
+        "branch_name": "Oak Park",
+        "hours": "10 AM to 6 PM Monday to Friday, 10 AM to 2 PM on Saturday",
+    }
+    location = run_action(registry, "branch_location", account=None)
+    assert location.values == {"branch_name": "Main Street", "address": "100 Main Street, Springfield"}
+    unknown = run_action(registry, "branch_hours", account=None, branch="Atlantis")
+    assert unknown == ActionResult(ok=False, error_prompt="unknown_branch")
+
+
+def test_product_information_is_spoken(registry: ActionRegistry) -> None:
+    opening = run_action(registry, "open_account_info", account=None).values
+    assert opening["minimum_deposit"] == "25 dollars"
+    assert opening["savings_rate"] == "4.25 percent"
+    assert "at least 25 dollars" in opening["details"]
+    loans = run_action(registry, "loan_info", account=None).values
+    assert loans["mortgage_rate"] == "6.75 percent"
+    assert loans["details"].startswith(
+        "We offer personal loans from 8.99 percent, auto loans from 6.49 percent,"
+        " and mortgages from 6.75 percent a year."
+    )
+    assert not any("%" in value or "$" in value for value in (*opening.values(), *loans.values()))
+
+
+def test_update_contact_info_records_a_request(registry: ActionRegistry, bank: AcmeBank) -> None:
+    result = run_action(
+        registry, "update_contact_info", contact_type="email", contact_value="jane@example.org"
+    )
+    assert result == ActionResult({})
+    [request] = bank.service_requests(JANE)
+    assert (request.kind, request.details) == (
+        "contact_update",
+        {"contact_type": "email", "contact_value": "jane@example.org"},
+    )
+
+
+def test_dispute_charge_by_amount_or_latest(registry: ActionRegistry, bank: AcmeBank) -> None:
+    by_amount = run_action(registry, "dispute_charge", amount=15.99).values
+    assert (by_amount["merchant"], by_amount["amount"], by_amount["date"]) == (
+        "Streamflix",
+        "15 dollars and 99 cents",
+        "October 30th",
+    )
+    latest = run_action(registry, "dispute_charge").values
+    assert latest["merchant"] == "Grocery Mart"
+    references = [request.reference for request in bank.service_requests(JANE)]
+    assert [by_amount["reference"], latest["reference"]] == [" ".join(ref) for ref in references]
+    assert run_action(registry, "dispute_charge", amount=1.23).error_prompt == "dispute_not_found"

@@ -1,0 +1,298 @@
+"""The `voicebot` command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from voicebot.config import PROJECT_ROOT, Config, load_config
+from voicebot.errors import VoicebotError
+from voicebot.events import CallEvent, TraceWriter
+
+log = logging.getLogger("voicebot")
+DEMO_SCENARIO = PROJECT_ROOT / "prompts" / "demo" / "demo_call.yml"
+
+
+def conversation_printer(stream: Any = sys.stdout) -> Callable[[CallEvent], None]:
+    """Prints a call as it happens: what each side said, what the bot understood, where it went."""
+
+    def show(event: CallEvent) -> None:
+        data = event.to_dict()
+        clock = f"[{event.audio_ms / 1000:6.1f}s]"
+        kind = data["type"]
+        if kind == "bot_said":
+            line = f"Bot:    {data['text']}"
+        elif kind == "asr_final" and data["text"]:
+            line = f"Caller: {data['text']}  (asr {data['confidence']:.2f})"
+        elif kind == "nlu_parsed":
+            line = f"        -> {data['intent']} {data['confidence']:.2f}"
+        elif kind == "dtmf":
+            line = f"Caller: (key {data['digits']})"
+        elif kind == "barge_in":
+            line = f"        [caller interrupted after {data['heard_ms']} of {data['prompt_ms']} ms]"
+        elif kind in ("no_input", "no_match"):
+            line = f"        [{kind} {data['count']} at {data['node']}]"
+        elif kind == "escalated":
+            line = f"        [escalated: {data['reason']} -> queue {data['queue']}]"
+        elif kind == "stage_error":
+            line = f"        [error in {data['stage']}: {data['error']}]"
+        elif kind == "call_ended":
+            line = f"        [call ended: {data['outcome']} ({data['reason']})]"
+        else:
+            return
+        print(f"{clock} {line}", file=stream, flush=True)
+
+    return show
+
+
+# ----- commands -----------------------------------------------------------------------------------
+
+
+def cmd_call(args: argparse.Namespace, config: Config) -> int:
+    from voicebot.audio.wav import load_wav, write_wav
+    from voicebot.call import CallSession
+    from voicebot.engines import load_engines
+    from voicebot.transports.simulated import CallerTurn, run_simulated_call
+
+    turns = [CallerTurn(audio=load_wav(Path(p))) for p in args.audio]
+    engines = load_engines(config)
+    trace = TraceWriter(Path(args.trace)) if args.trace else None
+    listeners: list[Callable[[CallEvent], None]] = [conversation_printer()]
+    if trace:
+        listeners.append(trace)
+    session = CallSession(engines, caller_id=args.caller_id, listeners=listeners)
+    call = asyncio.run(run_simulated_call(session, turns, paced=args.paced))
+    if trace:
+        trace.close()
+    if args.out:
+        write_wav(Path(args.out), bytes(call.bot_audio))
+    print(f"outcome: {session.outcome}")
+    return 0
+
+
+def cmd_chat(args: argparse.Namespace, config: Config) -> int:
+    from voicebot.dialogue.manager import DialogueManager, Handoff, Hangup, Output, Say
+    from voicebot.engines import load_actions, load_flow_checked, load_nlu
+
+    actions = load_actions(config)
+    flow = load_flow_checked(config, actions)
+    nlu = load_nlu(config)
+    show = conversation_printer()
+    call_id = uuid.uuid4().hex[:12]
+    dialogue = DialogueManager(
+        flow, config.language, actions, config.policy, call_id=call_id, caller_id="chat", emit=show
+    )
+
+    def say(outputs: list[Output]) -> bool:
+        for output in outputs:
+            if isinstance(output, Say):
+                print(f"Bot: {output.text}")
+            elif isinstance(output, Handoff):
+                print(f"[handoff] {output.record.summary()}")
+            elif isinstance(output, Hangup):
+                print(f"[call ended: {output.outcome}]")
+                return False
+        return True
+
+    print(
+        "Type what the caller says. #1234 sends keys, an empty line is silence (no input), Ctrl-D hangs up."
+    )
+    going = say(dialogue.start())
+    while going:
+        try:
+            line = input("You: ").strip()
+        except EOFError:
+            print(f"[hung up: {dialogue.on_hangup().outcome}]")
+            break
+        if not line:
+            going = say(dialogue.on_no_input())
+        elif line.startswith("#"):
+            for key in line[1:]:
+                going = say(dialogue.on_dtmf(key)) and going
+        else:
+            result = asyncio.run(nlu.parse(line))
+            print(f"     ({result.intent.name} {result.intent.confidence:.2f})")
+            going = say(dialogue.on_utterance(line, result))
+    return 0
+
+
+def cmd_models(args: argparse.Namespace, config: Config) -> int:
+    from voicebot.asr.catalog import ModelFetchError, choose_engine, fetch_vosk_model, installed_models
+
+    if args.action == "fetch" or args.action == "provision":
+        dest = config.path(config.asr.vosk_models_dir)
+        try:
+            path = fetch_vosk_model(args.name, dest)
+            print(f"installed {path}")
+        except ModelFetchError as exc:
+            print(f"warning: {exc}", file=sys.stderr)
+            if args.action == "fetch":
+                return 1
+        return 0
+    from voicebot.engines import voice_search_dirs
+    from voicebot.nlu.rasa_engine import languages, latest_model
+    from voicebot.tts.piper_engine import available_voices
+
+    print("Installed models:")
+    for model in installed_models(config):
+        print(f"  asr  {model.engine:8} {model.language:4} {model.name:34} {model.source}: {model.path}")
+    for name, path in available_voices(voice_search_dirs(config)):
+        print(f"  tts  piper    {'':4} {name:34} {path}")
+    nlu_dir = config.path(config.nlu.models_dir)
+    for language in languages(config.path(config.nlu.data_dir)):
+        try:
+            print(f"  nlu  rasa     {language:4} {latest_model(language, nlu_dir).name}")
+        except VoicebotError as exc:
+            print(f"  nlu  rasa     {language:4} (none: {exc})")
+    print("Engine per language:")
+    for language in sorted({m.language for m in installed_models(config)} | {config.language}):
+        try:
+            engine, model = choose_engine(config, language)
+            voice = config.tts.voices.get(language, "(no voice configured)")
+            print(f"  {language}: asr {engine} ({model.name}), tts {voice}")
+        except VoicebotError as exc:
+            print(f"  {language}: {exc}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace, config: Config) -> int:
+    from voicebot.nlu.rasa_engine import languages, train
+
+    data_dir = config.path(config.nlu.data_dir)
+    for language in languages(data_dir):
+        result = train(language, data_dir, config.path(config.nlu.models_dir), force=args.force)
+        state = "up to date" if result.skipped else f"trained in {result.seconds:.0f}s"
+        print(f"{language}: {state}: {result.model_path}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace, config: Config) -> int:
+    if args.action == "seed":
+        from voicebot.demo.bank import seed
+
+        db = config.path(config.data_dir) / "acme_bank.sqlite"
+        seed(db, reset=args.reset)
+        print(f"demo bank ready: {db}")
+        return 0
+    args.dir = str(DEMO_SCENARIO)
+    args.json = False
+    args.verbose = True
+    return cmd_scenarios(args, config)
+
+
+def cmd_scenarios(args: argparse.Namespace, config: Config) -> int:
+    from tabulate import tabulate
+
+    from voicebot.engines import load_engines, load_synthesizer
+    from voicebot.scenarios import load_scenario, load_scenarios, run_scenario
+    from voicebot.tts.piper_engine import PiperSynthesizer
+
+    target = Path(args.dir)
+    scenarios = [load_scenario(target)] if target.is_file() else load_scenarios(target)
+    engines = load_engines(config)
+    voice = load_synthesizer(config, config.language)
+    assert isinstance(voice, PiperSynthesizer)
+    # The caller speaks a little slower than the bot, so the two are not the same signal.
+    caller_voice = PiperSynthesizer(voice.voice_path, length_scale=1.1)
+    listeners = [conversation_printer()] if args.verbose else []
+
+    async def run_all() -> list[Any]:
+        return [
+            await run_scenario(
+                engines, s, caller_voice, noise_db=args.noise_db, telephone=args.telephone,
+                paced=args.paced, listeners=listeners,
+            )
+            for s in scenarios
+        ]  # fmt: skip
+
+    results = asyncio.run(run_all())
+    if args.json:
+        for result in results:
+            print(json.dumps(result.to_dict(), ensure_ascii=False))
+    else:
+        rows = [
+            [
+                ("PASS" if r.passed else "FAIL"),
+                r.name,
+                r.outcome,
+                r.reason or "-",
+                "; ".join(r.failures)[:100],
+            ]
+            for r in results
+        ]
+        print(tabulate(rows, headers=["result", "scenario", "outcome", "reason", "failures"]))
+        print(f"{sum(r.passed for r in results)} passed, {sum(not r.passed for r in results)} failed")
+    return 0 if all(r.passed for r in results) else 1
+
+
+# ----- parser -------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="voicebot", description="An offline conversational IVR.")
+    parser.add_argument("--config", type=Path, help="settings file (default: voicebot.yml in the project)")
+    parser.add_argument("-v", "--log-level", default="WARNING", help="logging level (default WARNING)")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    call = commands.add_parser("call", help="play recorded caller audio into a simulated call")
+    call.add_argument(
+        "--audio", action="append", required=True, help="caller WAV (any rate); repeat for turns"
+    )
+    call.add_argument("--trace", help="write the call trace (JSON lines) here")
+    call.add_argument("--out", help="write what the bot said (16 kHz WAV) here")
+    call.add_argument("--caller-id", default="+15550100")
+    call.add_argument("--paced", action="store_true", help="run in real time (default: as fast as possible)")
+    call.set_defaults(handler=cmd_call)
+
+    commands.add_parser("chat", help="the same dialogue in text").set_defaults(handler=cmd_chat)
+
+    models = commands.add_parser("models", help="list, fetch or provision models")
+    models.add_argument("action", nargs="?", choices=["list", "fetch", "provision"], default="list")
+    models.add_argument("name", nargs="?", default="vosk-model-small-en-us-0.15")
+    models.set_defaults(handler=cmd_models)
+
+    train = commands.add_parser("train", help="train the NLU model (skips when nothing changed)")
+    train.add_argument("--force", action="store_true")
+    train.set_defaults(handler=cmd_train)
+
+    demo = commands.add_parser("demo", help="the demo bank: seed its database or run a demo call")
+    demo.add_argument("action", choices=["seed", "call"])
+    demo.add_argument("--reset", action="store_true", help="seed: start from fresh demo data")
+    demo.add_argument("--paced", action="store_true")
+    demo.set_defaults(handler=cmd_demo, noise_db=None, telephone=False)
+
+    scenarios = commands.add_parser("scenarios", help="scripted callers")
+    scenario_commands = scenarios.add_subparsers(dest="action", required=True)
+    run = scenario_commands.add_parser("run", help="run every *.yml in DIR (or one file)")
+    run.add_argument("dir")
+    run.add_argument("--json", action="store_true", help="one result object per scenario")
+    run.add_argument("--noise-db", type=float, help="add white noise at this SNR to the caller")
+    run.add_argument("--telephone", action="store_true", help="pass the caller through 8 kHz G.711")
+    run.add_argument("--paced", action="store_true")
+    run.add_argument("--verbose", action="store_true", help="print each conversation")
+    run.set_defaults(handler=cmd_scenarios)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    try:
+        config = load_config(args.config)
+        return int(args.handler(args, config))
+    except VoicebotError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

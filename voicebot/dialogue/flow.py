@@ -1,0 +1,372 @@
+"""The IVR as data: nodes, routes, slots and prompts loaded from ``prompts/`` (YAML).
+
+``prompts/flow.yml`` holds the structure (shared by all languages); ``prompts/<lang>.yml`` holds what
+the bot says in each language. Every error names the file and line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from voicebot.datafile import LineDict, load_yaml, require_mapping
+from voicebot.errors import DataFileError
+
+# Global behaviours a flow can bind to intents or keys at every node.
+GLOBAL_ACTIONS = ("escalate", "help", "repeat", "back", "goodbye")
+SLOT_KINDS = ("digits", "amount", "entity")
+# Prompt ids the dialogue engine itself uses; every language must define them.
+SYSTEM_PROMPTS = (
+    "greeting",
+    "no_input",
+    "no_match",
+    "out_of_scope",
+    "confirm_intent",
+    "confirm_denied",
+    "help",
+    "transfer",
+    "internal_error",
+    "goodbye",
+    "auth_failed",
+    "slot_invalid",
+)
+
+
+@dataclass(frozen=True)
+class GlobalRoute:
+    action: str  # one of GLOBAL_ACTIONS, or "node"
+    target: str = ""  # node name for "node", escalation reason for "escalate"
+
+
+@dataclass(frozen=True)
+class SlotSpec:
+    name: str
+    kind: str
+    prompt: str
+    entity: str = ""
+    length: int | None = None
+    secret: bool = False
+    default: Any = None
+
+
+@dataclass(frozen=True)
+class Node:
+    name: str
+    line: int
+    prompt: str | None = None
+    examples: str | None = None
+    intent: str | None = None
+    routes: dict[str, str] = field(default_factory=dict)
+    dtmf: dict[str, str] = field(default_factory=dict)
+    auth: bool = False
+    slots: tuple[SlotSpec, ...] = ()
+    confirm: str | None = None
+    action: str | None = None
+    say: str | None = None
+    next: str | None = None
+    end: bool = False
+    escalate: str | None = None
+    interruptible: bool = True
+
+    @property
+    def waits_for_caller(self) -> bool:
+        return self.prompt is not None
+
+
+@dataclass(frozen=True)
+class Prompt:
+    text: str
+    interruptible: bool = True
+
+    @property
+    def is_static(self) -> bool:
+        return "{" not in self.text
+
+
+@dataclass(frozen=True)
+class Prompts:
+    language: str
+    path: Path
+    prompts: dict[str, Prompt]
+    intent_labels: dict[str, str]
+    voice: str | None = None
+
+    def get(self, prompt_id: str) -> Prompt:
+        try:
+            return self.prompts[prompt_id]
+        except KeyError:
+            raise DataFileError(self.path, f"prompt '{prompt_id}' is not defined") from None
+
+    def render(self, prompt_id: str, values: dict[str, Any] | None = None) -> str:
+        prompt = self.get(prompt_id)
+        try:
+            return prompt.text.format(**(values or {}))
+        except (KeyError, IndexError) as exc:
+            raise DataFileError(self.path, f"prompt '{prompt_id}' uses unknown value {exc}") from exc
+
+
+@dataclass(frozen=True)
+class AuthSpec:
+    action: str
+    slots: tuple[SlotSpec, ...]
+
+
+@dataclass(frozen=True)
+class Flow:
+    path: Path
+    start: str
+    nodes: dict[str, Node]
+    global_intents: dict[str, GlobalRoute]
+    global_dtmf: dict[str, GlobalRoute]
+    queues: dict[str, str]
+    default_queue: str
+    auth: AuthSpec | None
+    languages: dict[str, Prompts]
+
+    def node_for_intent(self, intent: str) -> Node | None:
+        return next((n for n in self.nodes.values() if n.intent == intent), None)
+
+    def queue_for(self, intent: str | None) -> str:
+        return self.queues.get(intent or "", self.default_queue)
+
+    def prompts(self, language: str) -> Prompts:
+        try:
+            return self.languages[language]
+        except KeyError:
+            raise DataFileError(self.path, f"no prompts for language '{language}'") from None
+
+    def intents(self) -> set[str]:
+        """Every intent the flow refers to."""
+        names = set(self.global_intents)
+        for node in self.nodes.values():
+            names.update(node.routes)
+            if node.intent:
+                names.add(node.intent)
+        return names
+
+    def action_names(self) -> set[str]:
+        names = {n.action for n in self.nodes.values() if n.action}
+        if self.auth:
+            names.add(self.auth.action)
+        return names
+
+
+def _str(value: Any, path: Path, what: str, line: int) -> str:
+    if not isinstance(value, str) or not value:
+        raise DataFileError(path, f"{what} must be a non-empty string", line)
+    return value
+
+
+def _global_route(value: Any, path: Path, line: int) -> GlobalRoute:
+    if isinstance(value, str):
+        if value in GLOBAL_ACTIONS:
+            return GlobalRoute(value, "caller_request" if value == "escalate" else "")
+        return GlobalRoute("node", value)
+    if isinstance(value, LineDict) and len(value) == 1:
+        ((action, target),) = value.items()
+        if action in GLOBAL_ACTIONS or action == "node":
+            return GlobalRoute(action, str(target))
+    raise DataFileError(
+        path,
+        f"a global route is a node name, one of {', '.join(GLOBAL_ACTIONS)}, or {{escalate: reason}}",
+        line,
+    )
+
+
+def _slot(name: str, raw: Any, path: Path, line: int) -> SlotSpec:
+    spec = require_mapping(raw, path, f"slot '{name}'", line)
+    kind = spec.get("kind", "entity")
+    if kind not in SLOT_KINDS:
+        raise DataFileError(path, f"slot '{name}': kind must be one of {', '.join(SLOT_KINDS)}", spec.line)
+    length = spec.get("length")
+    if length is not None and (not isinstance(length, int) or length <= 0):
+        raise DataFileError(path, f"slot '{name}': length must be a positive integer", spec.line_of("length"))
+    return SlotSpec(
+        name=name,
+        kind=kind,
+        prompt=_str(spec.get("prompt"), path, f"slot '{name}' prompt", spec.line_of("prompt")),
+        entity=str(spec.get("entity", name)),
+        length=length,
+        secret=bool(spec.get("secret", False)),
+        default=spec.get("default"),
+    )
+
+
+def _slots(raw: Any, path: Path, line: int) -> tuple[SlotSpec, ...]:
+    if raw is None:
+        return ()
+    slots = require_mapping(raw, path, "slots", line)
+    return tuple(_slot(name, spec, path, slots.line_of(name)) for name, spec in slots.items())
+
+
+_NODE_KEYS = {
+    "prompt", "examples", "intent", "routes", "dtmf", "auth", "slots", "confirm",
+    "action", "say", "next", "end", "escalate", "interruptible",
+}  # fmt: skip
+
+
+def _node(name: str, raw: Any, path: Path, line: int) -> Node:
+    spec = require_mapping(raw, path, f"node '{name}'", line)
+    unknown = set(spec) - _NODE_KEYS
+    if unknown:
+        key = sorted(unknown)[0]
+        raise DataFileError(
+            path,
+            f"node '{name}': unknown key '{key}' (known: {', '.join(sorted(_NODE_KEYS))})",
+            spec.line_of(key),
+        )
+    routes = require_mapping(spec.get("routes", LineDict()), path, "routes", spec.line_of("routes"))
+    dtmf = require_mapping(spec.get("dtmf", LineDict()), path, "dtmf", spec.line_of("dtmf"))
+    node = Node(
+        name=name,
+        line=spec.line,
+        prompt=spec.get("prompt"),
+        examples=spec.get("examples"),
+        intent=spec.get("intent"),
+        routes={str(k): str(v) for k, v in routes.items()},
+        dtmf={str(k): str(v) for k, v in dtmf.items()},
+        auth=bool(spec.get("auth", False)),
+        slots=_slots(spec.get("slots"), path, spec.line_of("slots")),
+        confirm=spec.get("confirm"),
+        action=spec.get("action"),
+        say=spec.get("say"),
+        next=spec.get("next"),
+        end=bool(spec.get("end", False)),
+        escalate=spec.get("escalate"),
+        interruptible=bool(spec.get("interruptible", True)),
+    )
+    if not (node.prompt or node.say or node.next or node.end or node.escalate or node.action):
+        raise DataFileError(
+            path, f"node '{name}' does nothing: give it a prompt, say, next, end or escalate", line
+        )
+    if node.prompt and node.next:
+        raise DataFileError(
+            path, f"node '{name}': a node that asks (prompt) routes by intent, not next", line
+        )
+    return node
+
+
+def _load_prompts(path: Path) -> Prompts:
+    doc = require_mapping(load_yaml(path), path, "the prompts file")
+    raw = require_mapping(doc.get("prompts"), path, "'prompts'", doc.line_of("prompts"))
+    prompts: dict[str, Prompt] = {}
+    for prompt_id, value in raw.items():
+        line = raw.line_of(prompt_id)
+        if isinstance(value, str):
+            prompts[prompt_id] = Prompt(value)
+        elif isinstance(value, LineDict):
+            text = _str(value.get("text"), path, f"prompt '{prompt_id}' text", line)
+            prompts[prompt_id] = Prompt(text, bool(value.get("interruptible", True)))
+        else:
+            raise DataFileError(path, f"prompt '{prompt_id}' must be text or {{text, interruptible}}", line)
+    labels = require_mapping(doc.get("intent_labels", LineDict()), path, "'intent_labels'")
+    return Prompts(
+        language=str(doc.get("language", path.stem)),
+        path=path,
+        prompts=prompts,
+        intent_labels={str(k): str(v) for k, v in labels.items()},
+        voice=doc.get("voice"),
+    )
+
+
+def load_flow(flow_dir: Path) -> Flow:
+    """Loads ``flow.yml`` and every ``<lang>.yml`` prompts file in ``flow_dir``, checking references."""
+    path = flow_dir / "flow.yml"
+    doc = require_mapping(load_yaml(path), path, "the flow file")
+    raw_nodes = require_mapping(doc.get("nodes"), path, "'nodes'", doc.line_of("nodes"))
+    nodes = {name: _node(name, spec, path, raw_nodes.line_of(name)) for name, spec in raw_nodes.items()}
+    globals_raw = require_mapping(doc.get("global_intents", LineDict()), path, "'global_intents'")
+    dtmf_raw = require_mapping(doc.get("global_dtmf", LineDict()), path, "'global_dtmf'")
+    queues_raw = require_mapping(doc.get("queues", LineDict()), path, "'queues'")
+    auth_raw = doc.get("auth")
+    auth = None
+    if auth_raw is not None:
+        auth_spec = require_mapping(auth_raw, path, "'auth'", doc.line_of("auth"))
+        auth = AuthSpec(
+            action=_str(auth_spec.get("action"), path, "auth action", auth_spec.line),
+            slots=_slots(auth_spec.get("slots"), path, auth_spec.line_of("slots")),
+        )
+    languages = {p.stem: _load_prompts(p) for p in sorted(flow_dir.glob("*.yml")) if p.name != "flow.yml"}
+    if not languages:
+        raise DataFileError(flow_dir, "no prompts file (<language>.yml) next to flow.yml")
+    flow = Flow(
+        path=path,
+        start=_str(doc.get("start"), path, "'start'", doc.line_of("start")),
+        nodes=nodes,
+        global_intents={k: _global_route(v, path, globals_raw.line_of(k)) for k, v in globals_raw.items()},
+        global_dtmf={str(k): _global_route(v, path, dtmf_raw.line_of(k)) for k, v in dtmf_raw.items()},
+        queues={str(k): str(v) for k, v in queues_raw.items() if k != "default"},
+        default_queue=str(queues_raw.get("default", "general")),
+        auth=auth,
+        languages=languages,
+    )
+    _check_references(flow, doc, raw_nodes, globals_raw, dtmf_raw)
+    return flow
+
+
+def _check_references(
+    flow: Flow, doc: LineDict, raw_nodes: LineDict, globals_raw: LineDict, dtmf_raw: LineDict
+) -> None:
+    path = flow.path
+
+    def need_node(target: str, line: int, where: str) -> None:
+        if target not in flow.nodes:
+            raise DataFileError(path, f"{where} goes to node '{target}', which does not exist", line)
+
+    need_node(flow.start, doc.line_of("start"), "'start'")
+    for node in flow.nodes.values():
+        spec: LineDict = raw_nodes[node.name]
+        for intent, target in node.routes.items():
+            need_node(target, spec["routes"].line_of(intent), f"node '{node.name}' route '{intent}'")
+        for key, target in node.dtmf.items():
+            need_node(target, spec["dtmf"].line_of(key), f"node '{node.name}' key '{key}'")
+        if node.next:
+            need_node(node.next, spec.line_of("next"), f"node '{node.name}' next")
+        if node.auth and flow.auth is None:
+            raise DataFileError(
+                path, f"node '{node.name}' needs auth but the flow has no 'auth' section", node.line
+            )
+    for routes, raw in ((flow.global_intents, globals_raw), (flow.global_dtmf, dtmf_raw)):
+        for key, route in routes.items():
+            if route.action == "node":
+                need_node(route.target, raw.line_of(key), f"global '{key}'")
+    intents_with_nodes: dict[str, str] = {}
+    for node in flow.nodes.values():
+        if node.intent:
+            if node.intent in intents_with_nodes:
+                first = intents_with_nodes[node.intent]
+                message = f"intent '{node.intent}' enters both '{first}' and '{node.name}'"
+                raise DataFileError(path, message, node.line)
+            intents_with_nodes[node.intent] = node.name
+    for prompts in flow.languages.values():
+        for prompt_id in _prompt_ids(flow):
+            prompts.get(prompt_id)
+
+
+def _prompt_ids(flow: Flow) -> Iterable[str]:
+    yield from SYSTEM_PROMPTS
+    for node in flow.nodes.values():
+        yield from (p for p in (node.prompt, node.examples, node.confirm, node.say) if p)
+        yield from (slot.prompt for slot in node.slots)
+    if flow.auth:
+        yield from (slot.prompt for slot in flow.auth.slots)
+
+
+def check_against_nlu(flow: Flow, known_intents: set[str], nlu_source: Path) -> None:
+    """Every intent the flow routes must be one the NLU is trained on."""
+    doc = load_yaml(flow.path)
+    uses: list[tuple[str, str, int]] = [
+        (intent, "global intent", doc.get("global_intents", LineDict()).line_of(intent))
+        for intent in flow.global_intents
+    ]
+    for node in flow.nodes.values():
+        spec = doc["nodes"][node.name]
+        uses.extend((i, f"node '{node.name}' route", spec["routes"].line_of(i)) for i in node.routes)
+        if node.intent:
+            uses.append((node.intent, f"node '{node.name}'", spec.line_of("intent")))
+    for intent, where, line in uses:
+        if intent not in known_intents:
+            message = f"{where} uses intent '{intent}', which the NLU data ({nlu_source}) does not define"
+            raise DataFileError(flow.path, message, line)

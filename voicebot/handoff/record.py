@@ -1,0 +1,96 @@
+"""The handoff record ("screen pop"): everything the bot learned, so the caller never repeats it."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from voicebot.handoff.redact import mask_digits, redact_card_numbers
+
+# Reason codes an escalation can carry (the flow may add its own via `escalate: <reason>`).
+REASONS = ("caller_request", "no_match", "no_input", "out_of_scope", "auth_failed", "internal_error")
+
+
+@dataclass(frozen=True)
+class IntentTurn:
+    turn: int
+    text: str
+    intent: str
+    confidence: float
+    decision: str
+
+
+@dataclass(frozen=True)
+class TranscriptLine:
+    speaker: str  # "Caller" | "Bot"
+    text: str
+
+
+@dataclass
+class HandoffRecord:
+    call_id: str
+    reason: str
+    queue: str
+    caller_id: str
+    language: str
+    auth_level: str  # none | identified | authenticated
+    intents: list[IntentTurn] = field(default_factory=list)
+    slots: dict[str, Any] = field(default_factory=dict)
+    menu_path: list[str] = field(default_factory=list)
+    transcript: list[TranscriptLine] = field(default_factory=list)
+    asr_alternatives: list[list[str]] = field(default_factory=list)
+    dtmf: list[str] = field(default_factory=list)
+    detail: str = ""
+    created_at: float = field(default_factory=time.time)
+
+    @property
+    def last_intent(self) -> str | None:
+        return self.intents[-1].intent if self.intents else None
+
+    def summary(self) -> str:
+        """One line an agent reads first."""
+        intent = self.intents[-1] if self.intents else None
+        wanted = f"{intent.intent} ({intent.confidence:.2f})" if intent else "no intent"
+        path = " > ".join(self.menu_path)
+        return f"{self.reason}: caller wanted {wanted}; auth {self.auth_level}; path {path}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "summary": self.summary()}
+
+    def transcript_text(self) -> str:
+        return "\n".join(f"{line.speaker}: {line.text}" for line in self.transcript)
+
+
+def safe_transcript_text(text: str) -> str:
+    """Transcripts never hold card numbers in clear."""
+    return redact_card_numbers(text)
+
+
+def masked_slot_value(value: Any, *, secret: bool, digits: bool) -> Any:
+    if secret:
+        return "[withheld]"
+    if digits and isinstance(value, str):
+        return mask_digits(value, keep_last=4)
+    return value
+
+
+class CallStore:
+    """Finished calls' handoff records and summaries as JSON files (the agent queue reads them)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def save_handoff(self, record: HandoffRecord) -> Path:
+        target = self.root / "handoffs" / f"{record.call_id}.json"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_suffix(".tmp")
+        tmp.write_text(json.dumps(record.to_dict(), indent=2, ensure_ascii=False), encoding="utf-8")
+        tmp.replace(target)
+        return target
+
+    def load_handoff(self, call_id: str) -> dict[str, Any]:
+        return json.loads((self.root / "handoffs" / f"{call_id}.json").read_text(encoding="utf-8"))
