@@ -176,6 +176,8 @@ class DialogueManager:
                 self.memory.transcript.append(TranscriptLine("Caller", f"(keyed {masked})"))
                 self._fill_slot(awaiting.slot, digits, out)
             return out
+        if key == "#":
+            return out  # a terminator after the digits already completed a slot
         self.memory.dtmf.append(key)
         self.memory.transcript.append(TranscriptLine("Caller", f"(pressed {key})"))
         if awaiting.kind in ("confirm_intent", "confirm_task") and key in CONFIRM_KEYS:
