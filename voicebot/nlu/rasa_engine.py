@@ -105,7 +105,9 @@ def _check_examples(path: Path, item: LineDict) -> None:
         leftover = ENTITY_REGEX.sub("", stripped)
         if any(mark in leftover for mark in "[]"):
             raise DataFileError(
-                path, f"malformed entity annotation (expected [text](entity)): {stripped!r}", first_line + offset
+                path,
+                f"malformed entity annotation (expected [text](entity)): {stripped!r}",
+                first_line + offset,
             )
 
 
@@ -116,10 +118,14 @@ def validate_training_file(path: Path) -> None:
         raise DataFileError(path, "expected a mapping with 'version' and an 'nlu' list", 1)
     items = document["nlu"]
     if not isinstance(items, list):
-        raise DataFileError(path, "'nlu' must be a list of intents, synonyms, regexes or lookups", document.line_of("nlu"))
+        raise DataFileError(
+            path, "'nlu' must be a list of intents, synonyms, regexes or lookups", document.line_of("nlu")
+        )
     for item in items:
         if not isinstance(item, LineDict):
-            raise DataFileError(path, f"each 'nlu' entry must be a mapping, got {item!r}", document.line_of("nlu"))
+            raise DataFileError(
+                path, f"each 'nlu' entry must be a mapping, got {item!r}", document.line_of("nlu")
+            )
         kinds = [kind for kind in NLU_ITEM_KINDS if kind in item]
         if len(kinds) != 1:
             raise DataFileError(path, f"entry needs exactly one of {', '.join(NLU_ITEM_KINDS)}", item.line)
@@ -243,7 +249,9 @@ class RasaNlu:
     _instances: ClassVar[dict[Path, RasaNlu]] = {}
     _instances_lock: ClassVar[threading.Lock] = threading.Lock()
 
-    def __init__(self, model_path: Path, runner: Any, target: str, storage: tempfile.TemporaryDirectory[str]) -> None:
+    def __init__(
+        self, model_path: Path, runner: Any, target: str, storage: tempfile.TemporaryDirectory[str]
+    ) -> None:
         self.model_path = model_path
         self._runner = runner
         self._target = target
