@@ -70,14 +70,22 @@ _CRF = {
 _FALLBACK = {"name": "FallbackClassifier", "threshold": 0.4, "ambiguity_threshold": 0.0}
 _TAIL = [{"name": "EntitySynonymMapper"}, _FALLBACK]
 
+# (Rasa's SklearnIntentClassifier needs dense features, i.e. spaCy or a language model: not offline.)
 CANDIDATES: dict[str, list[dict[str, Any]]] = {
     "logreg": [*_FEATURIZERS, {"name": "LogisticRegressionClassifier", "max_iter": 1000}, _CRF, *_TAIL],
+    "logreg_bigrams": [
+        *_FEATURIZERS[:3],
+        {"name": "CountVectorsFeaturizer", "min_ngram": 1, "max_ngram": 2},
+        {"name": "CountVectorsFeaturizer", "analyzer": "char_wb", "min_ngram": 2, "max_ngram": 5},
+        {"name": "LogisticRegressionClassifier", "max_iter": 1000},
+        _CRF,
+        *_TAIL,
+    ],
     "diet": [
         *_FEATURIZERS,
         {"name": "DIETClassifier", "epochs": 100, "constrain_similarities": True},
         *_TAIL,
     ],
-    "svm": [*_FEATURIZERS, {"name": "SklearnIntentClassifier"}, _CRF, *_TAIL],
 }
 
 

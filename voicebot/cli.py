@@ -6,7 +6,9 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import sys
+import warnings
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -192,15 +194,12 @@ def cmd_scenarios(args: argparse.Namespace, config: Config) -> int:
 
     from voicebot.engines import load_engines, load_synthesizer
     from voicebot.scenarios import load_scenario, load_scenarios, run_scenario
-    from voicebot.tts.piper_engine import PiperSynthesizer
 
     target = Path(args.dir)
     scenarios = [load_scenario(target)] if target.is_file() else load_scenarios(target)
     engines = load_engines(config)
-    voice = load_synthesizer(config, config.language)
-    assert isinstance(voice, PiperSynthesizer)
     # The caller speaks a little slower than the bot, so the two are not the same signal.
-    caller_voice = PiperSynthesizer(voice.voice_path, length_scale=1.1)
+    caller_voice = load_synthesizer(config, config.language, length_scale=1.1)
     listeners = [conversation_printer()] if args.verbose else []
 
     async def run_all() -> list[Any]:
@@ -281,8 +280,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def quiet_third_party_logs() -> None:
+    """TensorFlow (under Rasa) and old packages print pages of warnings that hide the conversation."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", message=".*(SQLAlchemy|deprecated).*")
+    for name in ("tensorflow", "rasa", "absl", "matplotlib"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    quiet_third_party_logs()
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     try:
         config = load_config(args.config)

@@ -39,13 +39,12 @@ def voice_search_dirs(config: Config) -> list[Path]:
     return [config.path("models/piper")]
 
 
-def load_synthesizer(config: Config, language: str) -> Synthesizer:
+def load_synthesizer(config: Config, language: str, length_scale: float | None = None) -> Synthesizer:
     voice = config.tts.voices.get(language)
     if voice is None:
         raise DataFileError(config.path("voicebot.yml"), f"no TTS voice configured for language '{language}'")
-    return PiperSynthesizer(
-        find_voice(voice, voice_search_dirs(config)), length_scale=config.tts.length_scale
-    )
+    scale = length_scale if length_scale is not None else config.tts.length_scale
+    return PiperSynthesizer(find_voice(voice, voice_search_dirs(config)), length_scale=scale)
 
 
 def load_flow_checked(config: Config, actions: ActionRegistry) -> Flow:

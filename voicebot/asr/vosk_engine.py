@@ -88,14 +88,17 @@ class VoskRecognizer:
             raise ModelNotFoundError(f"Vosk model directory not found: {model_path}")
         self.language = language
         self.model_path = model_path
-        self.model = vosk.Model(str(model_path))
+        try:
+            self.model = vosk.Model(str(model_path))
+        except Exception as exc:  # vosk raises a bare Exception("Failed to create a model")
+            raise ModelNotFoundError(f"{model_path} is not a loadable Vosk model ({exc})") from exc
         self.supports_grammar = supports_runtime_grammar(model_path)
         self.unknown_word = next(
             (symbol for symbol in _UNKNOWN_WORD_SYMBOLS if self.model.vosk_model_find_word(symbol) >= 0), None
         )
         logger.info(
             "Vosk model %s loaded (%s, runtime grammars %s)",
-            model_path.name,
+            model_path,
             language,
             "supported" if self.supports_grammar else "not supported: grammars fall back to open vocabulary",
         )
@@ -107,7 +110,7 @@ class VoskRecognizer:
         "check"; phrases with such words are left out instead, with a warning for the flow's author.
         """
         if not self.supports_grammar:
-            logger.warning("model %s has a static graph: ignoring grammar %s", self.model_path.name, grammar)
+            logger.warning("model %s has a static graph: ignoring grammar %s", self.model_path, grammar)
             return None
         phrases = []
         for phrase in grammar:

@@ -81,9 +81,9 @@ class WhisperStream:
         )
         # Duration-weighted mean of each segment's token probability, discounted by the model's own
         # belief that the segment holds no speech; zero-length segments still count a little.
-        weights = [max(segment.end - segment.start, 0.01) for segment in segments]
+        durations = [max(segment.end - segment.start, 0.01) for segment in segments]
         scores = [math.exp(segment.avg_logprob) * (1.0 - segment.no_speech_prob) for segment in segments]
-        confidence = sum(w * s for w, s in zip(weights, scores)) / sum(weights)
+        confidence = sum(d * s for d, s in zip(durations, scores, strict=True)) / sum(durations)
         return Transcript(text=text, confidence=min(max(confidence, 0.0), 1.0), words=words)
 
 
@@ -99,7 +99,9 @@ class WhisperRecognizer:
         self.model = WhisperModel(
             str(model_path), device="cpu", compute_type="int8", cpu_threads=threads, num_workers=workers
         )
-        logger.info("Whisper model %s loaded (%s, %d threads x %d workers)", model_path, language, threads, workers)
+        logger.info(
+            "Whisper model %s loaded (%s, %d threads, %d workers)", model_path, language, threads, workers
+        )
 
     def open_stream(self, hints: RecognitionHints | None = None) -> WhisperStream:
         return WhisperStream(self.model, self.language, hotwords_for(hints))

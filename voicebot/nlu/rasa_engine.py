@@ -88,8 +88,8 @@ def content_hash(language: str, data_dir: Path) -> str:
     return digest.hexdigest()[:16]
 
 
-def _check_examples(path: Path, item: LineDict) -> None:
-    """Each example is a "- " line; entity brackets must be complete annotations."""
+def _check_examples(path: Path, item: LineDict, kind: str) -> None:
+    """Each example is a "- " line; in intents, brackets must be complete entity annotations."""
     from rasa.shared.nlu.training_data.entities_parser import ENTITY_REGEX
 
     examples = item["examples"]
@@ -102,8 +102,7 @@ def _check_examples(path: Path, item: LineDict) -> None:
             continue
         if not stripped.startswith("- "):
             raise DataFileError(path, f"example must start with '- ': {stripped!r}", first_line + offset)
-        leftover = ENTITY_REGEX.sub("", stripped)
-        if any(mark in leftover for mark in "[]"):
+        if kind == "intent" and any(mark in ENTITY_REGEX.sub("", stripped) for mark in "[]"):
             raise DataFileError(
                 path,
                 f"malformed entity annotation (expected [text](entity)): {stripped!r}",
@@ -131,7 +130,7 @@ def validate_training_file(path: Path) -> None:
             raise DataFileError(path, f"entry needs exactly one of {', '.join(NLU_ITEM_KINDS)}", item.line)
         if "examples" not in item:
             raise DataFileError(path, f"{kinds[0]} '{item[kinds[0]]}' has no 'examples'", item.line)
-        _check_examples(path, item)
+        _check_examples(path, item, kinds[0])
 
     from rasa.shared.exceptions import RasaException
     from rasa.shared.nlu.training_data.formats.rasa_yaml import RasaYAMLReader

