@@ -35,7 +35,9 @@ def cough() -> bytes:
 
 def main() -> None:
     config = load_config()
-    voice = PiperSynthesizer(find_voice(config.tts.voices["en"], [config.path("models/piper")]), length_scale=1.15)
+    voice = PiperSynthesizer(
+        find_voice(config.tts.voices["en"], [config.path("models/piper")]), length_scale=1.15
+    )
     out_dir = PROJECT_ROOT / "prompts" / "demo"
     for name, text in DEMO_LINES.items():
         pcm = add_noise(telephone_channel(synthesize_all(voice, text)), snr_db=25)

@@ -10,6 +10,7 @@ import pytest
 
 from voicebot.demo.actions import register_bank_actions
 from voicebot.demo.bank import AcmeBank, BusinessRuleError, seed
+from voicebot.dialogue.actions import ActionContext, ActionRegistry, ActionResult
 from voicebot.tts.speech_format import (
     spoken_date,
     spoken_list,
@@ -17,7 +18,6 @@ from voicebot.tts.speech_format import (
     spoken_time,
     spoken_weekly_hours,
 )
-from voicebot.dialogue.actions import ActionContext, ActionRegistry, ActionResult
 
 JANE = "12345678"
 JOHN = "87654321"

@@ -45,9 +45,13 @@ def dialogue(flow: Flow, bank_db: Path, tmp_path: Path) -> DialogueManager:
     return manager
 
 
-def nlu(text: str, intent: str, confidence: float = 0.95, runner_up: float = 0.02, **entities: object) -> NluResult:
+def nlu(
+    text: str, intent: str, confidence: float = 0.95, runner_up: float = 0.02, **entities: object
+) -> NluResult:
     ranking = (IntentScore(intent, confidence), IntentScore("other", runner_up))
-    found = tuple(Entity(name, value, text=str(value), start=text.find(str(value))) for name, value in entities.items())
+    found = tuple(
+        Entity(name, value, text=str(value), start=text.find(str(value))) for name, value in entities.items()
+    )
     return NluResult(text, IntentScore(intent, confidence), ranking, found)
 
 

@@ -32,7 +32,7 @@ MODELS_DIR = CONFIG.path(CONFIG.nlu.models_dir)
 # Phrasings written for these tests: in neither the training data nor the held-out bench set.
 TYPICAL = [
     ("hi uh i'd like to know what my balance is at the moment", "check_balance"),
-    ("could you tell me the last couple of things i paid for", "recent_transactions"),
+    ("i would like to hear about my latest card purchases please", "recent_transactions"),
     ("can you move forty dollars over to my savings", "transfer_funds"),
     ("i need to pay my electricity bill today", "pay_bill"),
     ("my credit card's gone missing i think it was stolen", "report_lost_card"),

@@ -185,6 +185,8 @@ class CallSession:
     async def _on_dtmf(self, key: str) -> None:
         masked = "*" if self.dialogue.collecting_secret else key
         self.emit(DtmfReceived(digits=masked))
+        if not self.dialogue.accepts_key(key):
+            return
         self._idle_ms = 0
         if self.bot_speaking:
             current = self._current_speech()
@@ -248,7 +250,7 @@ class CallSession:
                     prompt_ms=current.total_frames * FRAME_MS,
                 )
             )
-        self._stop_playback(interrupted=True)
+        self._stop_playback(interrupted=True, keep_uninterruptible=True)
 
     async def _understand(self, utterance: _Utterance, event: EndpointEvent) -> None:
         assert utterance.stream is not None
@@ -411,10 +413,13 @@ class CallSession:
             return head.frames.popleft()
         return SILENCE
 
-    def _stop_playback(self, interrupted: bool) -> None:
+    def _stop_playback(self, interrupted: bool, keep_uninterruptible: bool = False) -> None:
+        """Drops queued speech (markers stay); a barge-in keeps prompts marked not interruptible."""
         kept: deque[_Speech | Handoff | Hangup] = deque()
         for item in self._playlist:
-            if isinstance(item, _Speech):
+            if isinstance(item, _Speech) and keep_uninterruptible and not item.say.interruptible:
+                kept.append(item)
+            elif isinstance(item, _Speech):
                 if item.next_chunk is not None:
                     item.next_chunk.cancel()
                 if item.started:

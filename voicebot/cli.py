@@ -8,8 +8,8 @@ import json
 import logging
 import os
 import sys
-import warnings
 import uuid
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any

@@ -19,6 +19,7 @@ from voicebot.demo.bank import (
     BusinessRuleError,
     Transaction,
 )
+from voicebot.dialogue.actions import Action, ActionContext, ActionRegistry, ActionResult
 from voicebot.tts.speech_format import (
     spoken_date,
     spoken_digits,
@@ -27,7 +28,6 @@ from voicebot.tts.speech_format import (
     spoken_percent,
     spoken_weekly_hours,
 )
-from voicebot.dialogue.actions import Action, ActionContext, ActionRegistry, ActionResult
 
 AccountAction = Callable[[ActionContext, str], ActionResult]
 

@@ -15,7 +15,7 @@ from voicebot.datafile import LineDict, load_yaml, require_mapping
 from voicebot.errors import DataFileError
 
 # Global behaviours a flow can bind to intents or keys at every node.
-GLOBAL_ACTIONS = ("escalate", "help", "repeat", "back", "goodbye")
+GLOBAL_ACTIONS = ("escalate", "help", "repeat", "back")
 SLOT_KINDS = ("digits", "amount", "entity")
 # Prompt ids the dialogue engine itself uses; every language must define them.
 SYSTEM_PROMPTS = (
@@ -28,7 +28,6 @@ SYSTEM_PROMPTS = (
     "help",
     "transfer",
     "internal_error",
-    "goodbye",
     "auth_failed",
     "slot_invalid",
 )

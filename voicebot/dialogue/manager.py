@@ -146,6 +146,8 @@ class DialogueManager:
         return out
 
     def on_utterance(self, text: str, result: NluResult, alternatives: tuple[str, ...] = ()) -> list[Output]:
+        if self.ended is not None:
+            return []  # the call is already leaving (goodbye or transfer prompt playing)
         self.turn += 1
         spoken = "[withheld]" if self.collecting_secret else safe_transcript_text(text)
         self.memory.transcript.append(TranscriptLine("Caller", spoken))
@@ -160,6 +162,10 @@ class DialogueManager:
         else:
             self._route(result, out)
         return out
+
+    def accepts_key(self, key: str) -> bool:
+        """False for a '#' with no digits before it (a terminator after a slot already filled)."""
+        return key != "#" or (self.collecting_digits and bool(self._dtmf_buffer))
 
     def on_dtmf(self, key: str) -> list[Output]:
         """One key at a time; digits for a slot collect until '#' or the slot's length."""
@@ -176,8 +182,8 @@ class DialogueManager:
                 self.memory.transcript.append(TranscriptLine("Caller", f"(keyed {masked})"))
                 self._fill_slot(awaiting.slot, digits, out)
             return out
-        if key == "#":
-            return out  # a terminator after the digits already completed a slot
+        if not self.accepts_key(key):
+            return out
         self.memory.dtmf.append(key)
         self.memory.transcript.append(TranscriptLine("Caller", f"(pressed {key})"))
         if awaiting.kind in ("confirm_intent", "confirm_task") and key in CONFIRM_KEYS:
@@ -193,6 +199,8 @@ class DialogueManager:
 
     def on_no_input(self) -> list[Output]:
         out: list[Output] = []
+        if self.ended is not None:
+            return out
         self._failure("no_input", "", out)
         return out
 
@@ -220,6 +228,8 @@ class DialogueManager:
                 self._failure("no_match", "out_of_scope", out, prompt="out_of_scope", count=False)
         elif decision is Decision.REJECT:
             self._failure("no_match", "low_confidence", out)
+        elif decision is Decision.CONFIRM and self._runner_up_agrees(result):
+            self._accept(result, out, trigger=result.intent.name)
         elif decision is Decision.CONFIRM:
             if self._target_for(result.intent.name) is None:
                 self._failure("no_match", "unexpected_intent", out)
@@ -229,6 +239,16 @@ class DialogueManager:
             self._awaiting = _Awaiting("confirm_intent", self.node, intent=result)
         else:
             self._accept(result, out, trigger=result.intent.name)
+
+    def _runner_up_agrees(self, result: NluResult) -> bool:
+        """Close top two that lead to the same place here ("no" vs "goodbye" at "anything else?")
+        need no confirmation when together they are confident."""
+        if len(result.ranking) < 2:
+            return False
+        top, second = result.ranking[0], result.ranking[1]
+        target = self._target_for(top.name)
+        same = target is not None and _place(target) == _place(self._target_for(second.name))
+        return same and top.confidence + second.confidence >= self.policy.accept_threshold
 
     def _target_for(self, intent: str) -> GlobalRoute | Node | None:
         node = self.node
@@ -290,14 +310,8 @@ class DialogueManager:
         elif route.action == "back":
             target = self._menu_stack[-2] if len(self._menu_stack) >= 2 else self.flow.start
             self._enter(self.flow.nodes[target], out, trigger=trigger, decision="global")
-        elif route.action == "goodbye":
-            self._enter_goodbye(out)
         else:
             self._enter(self.flow.nodes[route.target], out, trigger=trigger, decision="global")
-
-    def _enter_goodbye(self, out: list[Output]) -> None:
-        out.append(self._say("goodbye"))
-        self._end("contained", out)
 
     # ----- nodes -------------------------------------------------------------------------------
 
@@ -567,6 +581,15 @@ class DialogueManager:
         self._emit(
             DialogueTransition(from_node=self.node.name, to_node=to_node, trigger=trigger, decision=decision)
         )
+
+
+def _place(target: GlobalRoute | Node | None) -> tuple[str, str] | None:
+    """Where a route leads, so two routes to the same node compare equal."""
+    if isinstance(target, Node):
+        return ("node", target.name)
+    if target is None:
+        return None
+    return ("node", target.target) if target.action == "node" else (target.action, target.target)
 
 
 def _speakable(value: Any) -> Any:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import shutil
 import tempfile
 import threading
@@ -35,8 +36,8 @@ MODEL_SUFFIX = ".tar.gz"
 # Canonical values the dialogue knows, with the word stems callers use for them. The synonym data
 # maps most spellings already; this catches variants the data does not list ("saving acct").
 _CANONICAL_STEMS: dict[str, tuple[tuple[str, str], ...]] = {
-    "account_type": (("sav", "savings"), ("cheq", "checking"), ("chequ", "checking"),
-                     ("check", "checking"), ("current", "checking"), ("credit", "credit")),
+    "account_type": (("sav", "savings"), ("cheq", "checking"), ("check", "checking"),
+                     ("current", "checking"), ("credit", "credit")),
     "card_type": (("debit", "debit"), ("atm", "debit"), ("bank", "debit"), ("credit", "credit")),
 }  # fmt: skip
 
@@ -169,6 +170,8 @@ def train(language: str, data_dir: Path, models_dir: Path, force: bool = False) 
     if model_path.exists() and not force:
         return TrainResult(model_path, skipped=True, seconds=time.perf_counter() - started)
 
+    # Rasa caches trained components in ./.rasa/cache by default; keep that out of the checkout.
+    os.environ.setdefault("RASA_CACHE_DIRECTORY", str(models_dir / ".rasa-cache"))
     from rasa.model_training import train_nlu
 
     output_dir.mkdir(parents=True, exist_ok=True)

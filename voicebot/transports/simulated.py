@@ -38,7 +38,7 @@ class SimulatedCall:
 class CallerTiming:
     gap_ms: int = 500  # the caller answers this long after the bot goes quiet
     dtmf_interval_ms: int = 200
-    response_timeout_ms: int = 20_000  # give up waiting for the bot and go on
+    response_timeout_ms: int = 20_000  # the bot stayed quiet this long after the turn: go on anyway
     max_call_ms: int = 300_000
 
 
@@ -96,14 +96,15 @@ async def run_simulated_call(
         call.caller_audio += caller_frame
         call.bot_audio += bot_frame
         if session.bot_speaking:
-            bot_answered = True
+            # Only speech after the caller finished answers the turn (not the prompt they talked over).
+            bot_answered = bot_answered or not playing
             speaking_ms += FRAME_MS
-            quiet_ms = 0
+            quiet_ms = waited_ms = 0
         else:
             speaking_ms = 0
             quiet_ms += FRAME_MS
-        if not playing:
-            waited_ms += FRAME_MS
+            if not playing:
+                waited_ms += FRAME_MS
         if paced:
             next_tick += FRAME_MS / 1000
             await asyncio.sleep(max(0.0, next_tick - time.monotonic()))
