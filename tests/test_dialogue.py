@@ -204,7 +204,11 @@ def test_flow_errors_name_file_and_line(tmp_path: Path) -> None:
     flow_file.write_text(text.replace("deny: goodbye", "deny: farewell"))
     with pytest.raises(DataFileError) as error:
         load_flow(tmp_path / "prompts")
-    line = next(i for i, l in enumerate(flow_file.read_text().splitlines(), 1) if "deny: farewell" in l)
+    line = next(
+        i
+        for i, text_line in enumerate(flow_file.read_text().splitlines(), 1)
+        if "deny: farewell" in text_line
+    )
     assert f"flow.yml:{line}:" in str(error.value) and "farewell" in str(error.value)
 
     flow_file.write_text(text.replace("nodes:\n", "nodes:\n  broken: [unclosed\n"))

@@ -54,6 +54,8 @@ def load_wav(path: Path) -> bytes:
     """Reads a WAV of any rate, channel count and sample format as 16 kHz mono s16le PCM."""
     if not path.is_file():
         raise AudioFormatError(f"{path}: audio file not found")
+    if path.stat().st_size == 0:
+        raise AudioFormatError(f"{path}: the file is empty, not a WAV file")
     return _decode(str(path), str(path))
 
 

@@ -270,8 +270,9 @@ class RasaNlu:
 
     @classmethod
     def _load(cls, model_path: Path) -> RasaNlu:
-        # The bare prediction graph loads faster than rasa.core.agent.Agent, which also builds a
-        # dialogue processor, tracker and lock stores an NLU-only model does not use.
+        # scripts/bench_nlu.py: this and rasa.core.agent.Agent.load both take ~6 s (TensorFlow and
+        # component set-up); the bare prediction graph skips the dialogue processor, tracker and
+        # lock stores that an NLU-only model never uses.
         from rasa.engine.loader import load_predict_graph_runner
         from rasa.engine.runner.dask import DaskGraphRunner
         from rasa.engine.storage.local_model_storage import LocalModelStorage

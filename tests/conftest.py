@@ -1,0 +1,32 @@
+"""Shared, expensive fixtures: engines are loaded once per test session and shared by all tests."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from voicebot.config import Config, load_config
+from voicebot.engines import Engines, load_engines, load_synthesizer
+from voicebot.nlu.rasa_engine import train
+from voicebot.tts.base import Synthesizer
+
+
+@pytest.fixture(scope="session")
+def config(tmp_path_factory: pytest.TempPathFactory) -> Config:
+    """The project's settings, with the call store and demo bank in a scratch folder."""
+    config = load_config()
+    return dataclasses.replace(config, data_dir=str(tmp_path_factory.mktemp("var")))
+
+
+@pytest.fixture(scope="session")
+def engines(config: Config) -> Engines:
+    data_dir = config.path(config.nlu.data_dir)
+    train(config.language, data_dir, config.path(config.nlu.models_dir))  # no-op when up to date
+    return load_engines(config)
+
+
+@pytest.fixture(scope="session")
+def caller_voice(config: Config) -> Synthesizer:
+    """Scripted callers speak with Piper a little slower than the bot."""
+    return load_synthesizer(config, config.language, length_scale=1.1)
