@@ -62,10 +62,22 @@ class InjectedFault(RuntimeError):
 
 
 @dataclass
+class _Understanding:
+    transcript: Transcript
+    asr_ms: float
+    speculative: bool = False
+    nlu: NluResult | None = None  # None: not parsed yet
+    nlu_ms: float = 0.0
+
+
+@dataclass
 class _Utterance:
     stream: RecognizerStream | None  # None: speech we ignore (during a prompt that cannot be interrupted)
     started_during_prompt: bool
     audio_ms: int = 0
+    # Recognition started during the trailing silence, and the voiced ms it covered.
+    speculation: asyncio.Task[_Understanding | None] | None = None
+    speculated_voiced_ms: int = -1
 
 
 @dataclass
@@ -79,6 +91,7 @@ class _Speech:
     played_frames: int = 0
     total_frames: int = 0
     started: bool = False
+    synth_ms: float = 0.0  # time to the first sentence's audio
 
 
 class CallSession:
@@ -118,7 +131,6 @@ class CallSession:
         # Wall time the caller's turn ended and how long the endpointer waited for it (latency).
         self._turn_end: tuple[float, int] | None = None
         self._awaiting_first_audio = False
-        self._synth_ms = 0.0
         self._caller_turns = 0
 
     # ----- events ------------------------------------------------------------------------------
@@ -167,6 +179,7 @@ class CallSession:
             await self._on_endpoint(event)
         elif self._utterance is not None:
             self._feed_utterance(caller_frame)
+            self._maybe_speculate(self._utterance)
         self._check_barge_in()
         out = await self._next_bot_frame()
         await self._tick_no_input()
@@ -252,17 +265,54 @@ class CallSession:
             )
         self._stop_playback(interrupted=True, keep_uninterruptible=True)
 
+    def _maybe_speculate(self, utterance: _Utterance) -> None:
+        """Starts recognition once the caller has been quiet a little while, so that by the time the
+        endpointer is sure the turn is over, the transcript and intent are (nearly) ready."""
+        wait_ms = self.config.endpoint.speculate_after_ms
+        if utterance.stream is None or not wait_ms or self.endpointer.trailing_silence_ms < wait_ms:
+            return
+        voiced_ms = self.endpointer.voiced_ms
+        if utterance.speculated_voiced_ms == voiced_ms:
+            return  # already recognising exactly this speech
+        utterance.speculated_voiced_ms = voiced_ms
+        utterance.speculation = asyncio.create_task(self._speculate(utterance.stream))
+
+    async def _speculate(self, stream: RecognizerStream) -> _Understanding | None:
+        try:
+            understanding = await self._transcribe(stream.peek, speculative=True)
+            if understanding is not None and understanding.transcript.text.strip():
+                started = time.monotonic()
+                understanding.nlu = await self.engines.nlu.parse(understanding.transcript.text)
+                understanding.nlu_ms = (time.monotonic() - started) * 1000
+            return understanding
+        except Exception:
+            log.warning("call %s: speculative recognition failed; recognising at the endpoint", self.call_id)
+            return None
+
+    async def _transcribe(
+        self, recognise: Callable[[], Transcript | None], speculative: bool = False
+    ) -> _Understanding | None:
+        started = time.monotonic()
+        transcript = await asyncio.to_thread(recognise)
+        if transcript is None:
+            return None
+        return _Understanding(transcript, (time.monotonic() - started) * 1000, speculative)
+
     async def _understand(self, utterance: _Utterance, event: EndpointEvent) -> None:
         assert utterance.stream is not None
         stream = utterance.stream
         try:
             self._maybe_fault("asr")
-            started = time.monotonic()
-            transcript: Transcript = await asyncio.to_thread(stream.finish)
-            asr_ms = (time.monotonic() - started) * 1000
+            understanding = None
+            if utterance.speculation is not None and utterance.speculated_voiced_ms == event.speech_ms:
+                understanding = await utterance.speculation
+            if understanding is None:
+                understanding = await self._transcribe(stream.finish)
+            assert understanding is not None
         except Exception as exc:
             await self._stage_failed("asr", exc)
             return
+        transcript = understanding.transcript
         secret = self.dialogue.collecting_secret
         self.emit(
             AsrFinal(
@@ -271,20 +321,23 @@ class CallSession:
                 words=[] if secret else [w.__dict__ for w in transcript.words],
                 alternatives=[] if secret else list(transcript.alternatives),
                 engine=self.engines.recognizer.name,
-                compute_ms=round(asr_ms, 1),
+                compute_ms=round(understanding.asr_ms, 1),
                 audio_duration_ms=utterance.audio_ms,
+                speculative=understanding.speculative,
             )
         )
         if not transcript.text.strip() and event.speech_ms < 600:
             return  # a noise the VAD took for speech; nothing was said
         try:
             self._maybe_fault("nlu")
-            started = time.monotonic()
-            result: NluResult = await self.engines.nlu.parse(transcript.text)
-            nlu_ms = (time.monotonic() - started) * 1000
+            if understanding.nlu is None:
+                started = time.monotonic()
+                understanding.nlu = await self.engines.nlu.parse(transcript.text)
+                understanding.nlu_ms = (time.monotonic() - started) * 1000
         except Exception as exc:
             await self._stage_failed("nlu", exc)
             return
+        result = understanding.nlu
         self.emit(
             NluParsed(
                 text="[withheld]" if secret else result.text,
@@ -292,7 +345,7 @@ class CallSession:
                 confidence=round(result.intent.confidence, 3),
                 ranking=[{"name": r.name, "confidence": round(r.confidence, 3)} for r in result.ranking[:5]],
                 entities=[] if secret else [{"entity": e.entity, "value": e.value} for e in result.entities],
-                compute_ms=round(nlu_ms, 2),
+                compute_ms=round(understanding.nlu_ms, 2),
             )
         )
         await self._handle(
@@ -346,7 +399,7 @@ class CallSession:
             chunks = iter(self.engines.synthesizer.synthesize(say.text))
         speech = _Speech(say, chunks)
         await self._fetch_chunk(speech)
-        self._synth_ms = (time.monotonic() - started) * 1000
+        speech.synth_ms = (time.monotonic() - started) * 1000
         return speech
 
     async def _fetch_chunk(self, speech: _Speech) -> None:
@@ -402,7 +455,7 @@ class CallSession:
                     wall_ms = (time.monotonic() - ended_wall) * 1000
                     self.emit(
                         TtsFirstAudio(
-                            synth_ms=round(self._synth_ms, 1),
+                            synth_ms=round(head.synth_ms, 1),
                             turn_latency_ms=round(endpoint_wait_ms + wall_ms, 1),
                         )
                     )

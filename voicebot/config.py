@@ -26,6 +26,9 @@ class EndpointConfig:
     no_input_timeout_ms: int = 6_000
     pre_roll_ms: int = 300  # audio kept from before speech start so ASR hears the first syllable
     barge_in_min_speech_ms: int = 300  # a cough or click is shorter than this
+    # Start recognising (speculatively) after this much trailing silence, before the endpoint
+    # fires; the result is used only if the caller stayed silent. 0 turns it off.
+    speculate_after_ms: int = 200
 
 
 @dataclass

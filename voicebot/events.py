@@ -68,6 +68,7 @@ class AsrFinal(CallEvent):
     engine: str = ""
     compute_ms: float = 0.0
     audio_duration_ms: int = 0
+    speculative: bool = False  # recognised during the trailing silence, before the endpoint fired
 
 
 @dataclass(kw_only=True)

@@ -40,6 +40,10 @@ class RecognizerStream(Protocol):
     def accept(self, pcm: bytes) -> str | None:
         """Feeds audio; returns a new partial transcript when it changed, else None."""
 
+    def peek(self) -> Transcript | None:
+        """Transcribes the audio so far without ending the utterance, so work can start while the
+        endpointer still waits for silence; None where that is not possible or not worth it."""
+
     def finish(self) -> Transcript:
         """Ends the utterance and returns the final transcript."""
 

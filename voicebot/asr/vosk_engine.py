@@ -65,6 +65,9 @@ class VoskStream:
         self._partial = partial
         return partial
 
+    def peek(self) -> None:
+        return None  # Vosk decodes while the caller speaks: its final result is already cheap
+
     def finish(self) -> Transcript:
         result = json.loads(self._recognizer.FinalResult())
         recognised = result.get("result", [])

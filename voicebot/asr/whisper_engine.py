@@ -53,12 +53,18 @@ class WhisperStream:
         self._audio.extend(pcm)
         return None  # no partials: see module docstring
 
+    def peek(self) -> Transcript:
+        return self._transcribe(bytes(self._audio))
+
     def finish(self) -> Transcript:
-        seconds = len(self._audio) / (SAMPLE_RATE * 2)
+        return self.peek()  # nothing to flush: the whole utterance is in the buffer
+
+    def _transcribe(self, audio: bytes) -> Transcript:
+        seconds = len(audio) / (SAMPLE_RATE * 2)
         if seconds < MIN_AUDIO_SECONDS:
             return Transcript(text="", confidence=0.0)
         segments, _info = self._model.transcribe(
-            samples_from_pcm(bytes(self._audio)),
+            samples_from_pcm(audio),
             language=self._language,
             beam_size=BEAM_SIZE,
             temperature=0.0,  # no sampling fallback: bounded latency; a poor decode shows as low confidence

@@ -65,6 +65,11 @@ class Endpointer:
         return self._utterance_voiced_frames * FRAME_MS if self._in_speech else 0
 
     @property
+    def trailing_silence_ms(self) -> int:
+        """Unvoiced ms at the end of the current utterance (0 when idle or just voiced)."""
+        return self._trailing_silence_frames * FRAME_MS if self._in_speech else 0
+
+    @property
     def audio_ms(self) -> int:
         """Audio-clock position: ms of audio fed so far."""
         return self._frames_fed * FRAME_MS
