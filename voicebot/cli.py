@@ -22,7 +22,7 @@ log = logging.getLogger("voicebot")
 DEMO_SCENARIO = PROJECT_ROOT / "prompts" / "demo" / "demo_call.yml"
 
 
-def conversation_printer(stream: Any = sys.stdout) -> Callable[[CallEvent], None]:
+def conversation_printer(stream: Any = None) -> Callable[[CallEvent], None]:
     """Prints a call as it happens: what each side said, what the bot understood, where it went."""
 
     def show(event: CallEvent) -> None:
@@ -49,7 +49,7 @@ def conversation_printer(stream: Any = sys.stdout) -> Callable[[CallEvent], None
             line = f"        [call ended: {data['outcome']} ({data['reason']})]"
         else:
             return
-        print(f"{clock} {line}", file=stream, flush=True)
+        print(f"{clock} {line}", file=stream or sys.stdout, flush=True)
 
     return show
 

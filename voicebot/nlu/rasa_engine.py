@@ -19,7 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from rasa.version import __version__ as RASA_VERSION
+# Offline product: Rasa must not try to send usage data (set before anything imports rasa's telemetry).
+os.environ.setdefault("RASA_TELEMETRY_ENABLED", "false")
+
+from rasa.version import __version__ as RASA_VERSION  # noqa: E402
 
 from voicebot.datafile import LineDict, load_yaml
 from voicebot.errors import DataFileError, ModelNotFoundError
