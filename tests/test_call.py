@@ -33,7 +33,10 @@ def test_trace_has_every_stage_in_order(engines: Engines, caller_voice: Synthesi
     trace_path = tmp_path / "trace.jsonl"
     writer = TraceWriter(trace_path)
     session = CallSession(engines, listeners=[writer])
-    turns = [spoken(caller_voice, "what time does the branch close today"), spoken(caller_voice, "no thanks bye")]
+    turns = [
+        spoken(caller_voice, "what time does the branch close today"),
+        spoken(caller_voice, "no thanks bye"),
+    ]
     call = asyncio.run(run_simulated_call(session, turns))
     writer.close()
     events = read_trace(trace_path)
@@ -75,7 +78,9 @@ def test_escalation_stores_a_complete_handoff(engines: Engines, caller_voice: Sy
 
 
 @pytest.mark.parametrize("stage", ["asr", "nlu", "tts", "dialogue"])
-def test_engine_fault_is_announced_and_escalated(engines: Engines, caller_voice: Synthesizer, stage: str) -> None:
+def test_engine_fault_is_announced_and_escalated(
+    engines: Engines, caller_voice: Synthesizer, stage: str
+) -> None:
     session = CallSession(engines, faults=(Fault(stage, turn=1),))
     # The answer (an address) is not a cached prompt, so turn 1 runs every stage including TTS.
     asyncio.run(run_simulated_call(session, [spoken(caller_voice, "where is the downtown branch")]))

@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 # Offline product: Rasa must not try to send usage data (set before anything imports rasa's telemetry).
 os.environ.setdefault("RASA_TELEMETRY_ENABLED", "false")
 
-from rasa.version import __version__ as RASA_VERSION  # noqa: E402
+from rasa.version import __version__ as RASA_VERSION
 
 from voicebot.datafile import LineDict, load_yaml
 from voicebot.errors import DataFileError, ModelNotFoundError
