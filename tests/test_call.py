@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -48,7 +49,7 @@ def test_trace_has_every_stage_in_order(engines: Engines, caller_voice: Synthesi
         assert kind in kinds, kind
     assert kinds[0] == "call_started" and kinds[-1] == "call_ended"
     assert events[-1]["outcome"] == "contained"
-    assert all(a["t"] <= b["t"] and a["audio_ms"] <= b["audio_ms"] for a, b in zip(events, events[1:]))
+    assert all(a["t"] <= b["t"] and a["audio_ms"] <= b["audio_ms"] for a, b in pairwise(events))
     assert {e["call_id"] for e in events} == {session.call_id}
     first_audio = next(e for e in events if e["type"] == "tts_first_audio")
     assert first_audio["turn_latency_ms"] >= engines.config.endpoint.end_silence_ms

@@ -1,4 +1,7 @@
-"""Scripted callers through the full audio pipeline: Piper caller -> VAD -> Whisper -> Rasa -> dialogue -> Piper."""
+"""Scripted callers through the whole audio pipeline.
+
+Piper speaks for the caller -> VAD -> Whisper -> Rasa -> dialogue -> Piper speaks for the bot.
+"""
 
 from __future__ import annotations
 
@@ -12,8 +15,9 @@ from voicebot.engines import Engines
 from voicebot.scenarios import load_scenario, run_scenario
 from voicebot.tts.base import Synthesizer
 
-SCENARIOS = sorted((PROJECT_ROOT / "tests" / "scenarios").glob("*.yml")) + [
-    PROJECT_ROOT / "prompts" / "demo" / "demo_call.yml"
+SCENARIOS = [
+    *sorted((PROJECT_ROOT / "tests" / "scenarios").glob("*.yml")),
+    PROJECT_ROOT / "prompts" / "demo" / "demo_call.yml",
 ]
 
 
