@@ -52,6 +52,7 @@ class NluConfig:
 class TtsConfig:
     voices: dict[str, str] = field(default_factory=lambda: {"en": "en_US-joe-medium"})
     length_scale: float = 1.0
+    threads: int = 1  # per synthesis; calls synthesise in parallel, so one each shares 2 cores best
     cache_dir: str = "models/tts-cache"
 
 

@@ -44,7 +44,8 @@ def load_synthesizer(config: Config, language: str, length_scale: float | None =
     if voice is None:
         raise DataFileError(config.path("voicebot.yml"), f"no TTS voice configured for language '{language}'")
     scale = length_scale if length_scale is not None else config.tts.length_scale
-    return PiperSynthesizer(find_voice(voice, voice_search_dirs(config)), length_scale=scale)
+    path = find_voice(voice, voice_search_dirs(config))
+    return PiperSynthesizer(path, length_scale=scale, threads=config.tts.threads)
 
 
 def load_flow_checked(config: Config, actions: ActionRegistry) -> Flow:

@@ -48,6 +48,7 @@ class SlotSpec:
     length: int | None = None
     secret: bool = False
     default: Any = None
+    required: bool = True  # False: filled only if the caller mentions it, never asked for
 
 
 @dataclass(frozen=True)
@@ -185,11 +186,14 @@ def _slot(name: str, raw: Any, path: Path, line: int) -> SlotSpec:
     return SlotSpec(
         name=name,
         kind=kind,
-        prompt=_str(spec.get("prompt"), path, f"slot '{name}' prompt", spec.line_of("prompt")),
+        prompt=str(spec.get("prompt", ""))
+        if spec.get("required") is False
+        else _str(spec.get("prompt"), path, f"slot '{name}' prompt", spec.line_of("prompt")),
         entity=str(spec.get("entity", name)),
         length=length,
         secret=bool(spec.get("secret", False)),
         default=spec.get("default"),
+        required=bool(spec.get("required", True)),
     )
 
 
@@ -348,7 +352,7 @@ def _prompt_ids(flow: Flow) -> Iterable[str]:
     yield from SYSTEM_PROMPTS
     for node in flow.nodes.values():
         yield from (p for p in (node.prompt, node.examples, node.confirm, node.say) if p)
-        yield from (slot.prompt for slot in node.slots)
+        yield from (slot.prompt for slot in node.slots if slot.prompt)
     if flow.auth:
         yield from (slot.prompt for slot in flow.auth.slots)
 

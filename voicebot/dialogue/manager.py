@@ -367,8 +367,9 @@ class DialogueManager:
         for slot in slots:
             if slot.name in self.slots:
                 continue
-            if slot.default is not None and not for_auth:
-                self.slots[slot.name] = slot.default
+            if not for_auth and (slot.default is not None or not slot.required):
+                if slot.default is not None:
+                    self.slots[slot.name] = slot.default
                 continue
             self._ask(slot.prompt, out)
             self._awaiting = _Awaiting("slot", node, slot=slot, for_auth=for_auth)

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from functools import lru_cache
 from pathlib import Path
 
+import onnxruntime
 from piper import PiperVoice, SynthesisConfig
 
 from voicebot.audio import SAMPLE_RATE
@@ -88,8 +89,17 @@ class PiperSynthesizer:
     its espeak-ng phonemizer behind a module-level lock.
     """
 
-    def __init__(self, voice_path: Path, length_scale: float = 1.0) -> None:
+    def __init__(self, voice_path: Path, length_scale: float = 1.0, threads: int = 1) -> None:
         self._voice = PiperVoice.load(voice_path)
+        # Piper's default session uses every core and spin-waits between ops, which starves the
+        # ASR of concurrent calls; a small pool without spinning keeps the machine shared fairly.
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        self._voice.session = onnxruntime.InferenceSession(
+            str(voice_path), sess_options=options, providers=["CPUExecutionProvider"]
+        )
         self._syn_config = SynthesisConfig(length_scale=length_scale)
         # The name keys the prompt cache, so a non-default speaking rate must change it.
         suffix = "" if length_scale == 1.0 else f"@{length_scale:g}"
