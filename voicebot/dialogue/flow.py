@@ -29,6 +29,7 @@ SYSTEM_PROMPTS = (
     "transfer",
     "internal_error",
     "auth_failed",
+    "auth_required",
     "slot_invalid",
 )
 
@@ -91,7 +92,6 @@ class Prompts:
     path: Path
     prompts: dict[str, Prompt]
     intent_labels: dict[str, str]
-    voice: str | None = None
 
     def get(self, prompt_id: str) -> Prompt:
         try:
@@ -270,7 +270,6 @@ def _load_prompts(path: Path) -> Prompts:
         path=path,
         prompts=prompts,
         intent_labels={str(k): str(v) for k, v in labels.items()},
-        voice=doc.get("voice"),
     )
 
 

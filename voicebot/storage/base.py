@@ -1,0 +1,99 @@
+"""The storage interface and its row types (times are wall-clock ``time.time()`` seconds)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from voicebot.events import CallEvent
+from voicebot.handoff.record import HandoffRecord
+
+
+@dataclass(frozen=True)
+class CallRow:
+    call_id: str
+    caller_id: str
+    language: str
+    started_at: float
+    ended_at: float | None
+    outcome: str | None  # contained | escalated | abandoned; None while the call is live
+    end_reason: str | None
+
+
+@dataclass(frozen=True)
+class QueueEntryRow:
+    id: int
+    call_id: str
+    queue: str
+    entered_at: float
+    left_at: float | None
+    result: str  # waiting | answered | abandoned | callback | dropped (server stopped)
+    agent: str | None
+
+    @property
+    def waited_s(self) -> float | None:
+        return None if self.left_at is None else self.left_at - self.entered_at
+
+
+@dataclass(frozen=True)
+class AgentAccount:
+    username: str
+    password_hash: bytes
+    salt: bytes
+    role: str  # agent | supervisor | admin
+
+
+@dataclass(frozen=True)
+class DispositionRow:
+    call_id: str
+    agent: str
+    disposition: str  # resolved | follow_up | transferred
+    notes: str
+    talk_started_at: float
+    talk_ended_at: float
+    wrapup_ended_at: float
+
+    @property
+    def handle_s(self) -> float:
+        return self.wrapup_ended_at - self.talk_started_at
+
+
+@dataclass(frozen=True)
+class CallbackRequest:
+    id: int
+    call_id: str
+    caller_id: str
+    queue: str
+    requested_at: float
+    status: str  # pending | done
+    record: dict[str, Any]
+
+
+class Storage(Protocol):
+    # calls and their traces
+    def call_started(self, call_id: str, caller_id: str, language: str, at: float) -> None: ...
+    def call_ended(self, call_id: str, outcome: str, reason: str, at: float) -> None: ...
+    def get_call(self, call_id: str) -> CallRow | None: ...
+    def calls_since(self, since: float) -> list[CallRow]: ...
+    def add_trace_events(self, events: list[CallEvent], wall_offset: float) -> None: ...
+    def trace_events(self, call_id: str) -> list[dict[str, Any]]: ...
+    def turn_latencies_since(self, since: float) -> list[float]: ...
+    def escalations_since(self, since: float) -> list[tuple[str, str]]: ...
+    # handoffs
+    def save_handoff(self, record: HandoffRecord) -> None: ...
+    def get_handoff(self, call_id: str) -> dict[str, Any] | None: ...
+    # queue
+    def queue_entered(self, call_id: str, queue: str, at: float) -> int: ...
+    def queue_left(self, entry_id: int, result: str, at: float, agent: str | None = None) -> None: ...
+    def queue_entries_since(self, since: float) -> list[QueueEntryRow]: ...
+    def close_waiting_entries(self, at: float) -> int: ...
+    # agents
+    def save_agent(self, account: AgentAccount) -> None: ...
+    def get_agent(self, username: str) -> AgentAccount | None: ...
+    # wrap-up
+    def save_disposition(self, row: DispositionRow) -> None: ...
+    def dispositions_since(self, since: float) -> list[DispositionRow]: ...
+    # callbacks
+    def add_callback(self, record: HandoffRecord, at: float) -> int: ...
+    def pending_callbacks(self) -> list[CallbackRequest]: ...
+    def close(self) -> None: ...
