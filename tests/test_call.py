@@ -51,6 +51,8 @@ def test_trace_has_every_stage_in_order(engines: Engines, caller_voice: Synthesi
     assert events[-1]["outcome"] == "contained"
     assert all(a["t"] <= b["t"] and a["audio_ms"] <= b["audio_ms"] for a, b in pairwise(events))
     assert {e["call_id"] for e in events} == {session.call_id}
+    # Recognition started during the trailing silence and its result was used at the endpoint.
+    assert any(e["type"] == "asr_final" and e["speculative"] for e in events)
     first_audio = next(e for e in events if e["type"] == "tts_first_audio")
     assert first_audio["turn_latency_ms"] >= engines.config.endpoint.end_silence_ms
     assert len(call.bot_audio) > 16000 * 2 * 3  # the bot spoke for seconds

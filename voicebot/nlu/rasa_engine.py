@@ -13,7 +13,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -157,12 +157,21 @@ def _model_name(language: str, digest: str) -> str:
     return f"nlu-{language}-{digest}"
 
 
-def train(language: str, data_dir: Path, models_dir: Path, force: bool = False) -> TrainResult:
+def train(
+    language: str,
+    data_dir: Path,
+    models_dir: Path,
+    force: bool = False,
+    progress: Callable[[str], None] | None = None,
+) -> TrainResult:
     """Trains models_dir/<language>/nlu-<language>-<hash>.tar.gz unless that exact model exists.
 
     Only data_dir/<language> is given to Rasa, so the held-out data_dir/test set is never trained on.
+    ``progress`` is told each phase as it starts: "validating data", "training", "packaging".
     """
+    report = progress or (lambda phase: None)
     started = time.perf_counter()
+    report("validating data")
     config = config_file(language, data_dir)
     validate_config(config)
     for path in training_files(language, data_dir):
@@ -177,6 +186,7 @@ def train(language: str, data_dir: Path, models_dir: Path, force: bool = False) 
     os.environ.setdefault("RASA_CACHE_DIRECTORY", str(models_dir / ".rasa-cache"))
     from rasa.model_training import train_nlu
 
+    report("training")
     output_dir.mkdir(parents=True, exist_ok=True)
     # Train into a scratch dir and move the finished archive in, so an interrupted run never leaves
     # a half-written model that a later run would take as up to date.
@@ -186,6 +196,7 @@ def train(language: str, data_dir: Path, models_dir: Path, force: bool = False) 
         )
         if trained is None:
             raise DataFileError(data_dir / language, "Rasa found no NLU training examples")
+        report("packaging")
         shutil.move(trained, model_path)
     for old in output_dir.glob(f"*{MODEL_SUFFIX}"):
         if old != model_path:

@@ -1,0 +1,1 @@
+"""Designers' tools: data validation, training with progress, trying phrases and the NLU quality report."""

@@ -1,0 +1,1 @@
+"""The contact-centre server: media WebSocket, queue, agent desk, dashboard, metrics, hot reload."""

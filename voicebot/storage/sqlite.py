@@ -1,0 +1,211 @@
+"""SQLite (WAL) storage with numbered schema migrations recorded in a version table."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from voicebot.events import CallEvent, TtsFirstAudio
+from voicebot.handoff.record import HandoffRecord
+from voicebot.storage.base import AgentAccount, CallbackRequest, CallRow, DispositionRow, QueueEntryRow
+
+# Each entry moves the schema one version up; never edit a released entry, append a new one.
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE calls (
+        call_id TEXT PRIMARY KEY, caller_id TEXT NOT NULL, language TEXT NOT NULL,
+        started_at REAL NOT NULL, ended_at REAL, outcome TEXT, end_reason TEXT
+    );
+    CREATE INDEX calls_started ON calls (started_at);
+    CREATE TABLE trace_events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, call_id TEXT NOT NULL, type TEXT NOT NULL,
+        at REAL NOT NULL, audio_ms INTEGER NOT NULL, data TEXT NOT NULL
+    );
+    CREATE INDEX trace_events_call ON trace_events (call_id);
+    CREATE INDEX trace_events_type_at ON trace_events (type, at);
+    CREATE TABLE handoffs (
+        call_id TEXT PRIMARY KEY, queue TEXT NOT NULL, reason TEXT NOT NULL,
+        created_at REAL NOT NULL, record TEXT NOT NULL
+    );
+    CREATE TABLE queue_entries (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, call_id TEXT NOT NULL, queue TEXT NOT NULL,
+        entered_at REAL NOT NULL, left_at REAL, result TEXT NOT NULL DEFAULT 'waiting', agent TEXT
+    );
+    CREATE INDEX queue_entries_entered ON queue_entries (entered_at);
+    CREATE TABLE agents (
+        username TEXT PRIMARY KEY, password_hash BLOB NOT NULL, salt BLOB NOT NULL,
+        role TEXT NOT NULL CHECK (role IN ('agent', 'supervisor', 'admin'))
+    );
+    CREATE TABLE dispositions (
+        call_id TEXT PRIMARY KEY, agent TEXT NOT NULL,
+        disposition TEXT NOT NULL CHECK (disposition IN ('resolved', 'follow_up', 'transferred')),
+        notes TEXT NOT NULL, talk_started_at REAL NOT NULL, talk_ended_at REAL NOT NULL,
+        wrapup_ended_at REAL NOT NULL
+    );
+    CREATE TABLE callbacks (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, call_id TEXT NOT NULL, caller_id TEXT NOT NULL,
+        queue TEXT NOT NULL, requested_at REAL NOT NULL, status TEXT NOT NULL DEFAULT 'pending',
+        record TEXT NOT NULL
+    );
+    """,
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class SqliteStorage:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # One connection used from the server's event loop thread only; autocommit per statement.
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")  # durable across process crashes in WAL mode
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._migrate()
+
+    @property
+    def schema_version(self) -> int:
+        row = self._db.execute("SELECT MAX(version) FROM schema_version").fetchone()
+        return int(row[0] or 0)
+
+    def _migrate(self) -> None:
+        self._db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY)")
+        for version in range(self.schema_version + 1, SCHEMA_VERSION + 1):
+            # executescript commits first, so wrap each migration in its own explicit transaction.
+            self._db.executescript(
+                f"BEGIN; {MIGRATIONS[version - 1]}; INSERT INTO schema_version VALUES ({version}); COMMIT;"
+            )
+
+    def close(self) -> None:
+        self._db.close()
+
+    # ----- calls and traces ----------------------------------------------------------------------
+
+    def call_started(self, call_id: str, caller_id: str, language: str, at: float) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO calls (call_id, caller_id, language, started_at) VALUES (?, ?, ?, ?)",
+            (call_id, caller_id, language, at),
+        )
+
+    def call_ended(self, call_id: str, outcome: str, reason: str, at: float) -> None:
+        self._db.execute(
+            "UPDATE calls SET ended_at = ?, outcome = ?, end_reason = ? WHERE call_id = ?",
+            (at, outcome, reason, call_id),
+        )
+
+    def get_call(self, call_id: str) -> CallRow | None:
+        row = self._db.execute("SELECT * FROM calls WHERE call_id = ?", (call_id,)).fetchone()
+        return CallRow(**row) if row else None
+
+    def calls_since(self, since: float) -> list[CallRow]:
+        rows = self._db.execute("SELECT * FROM calls WHERE started_at >= ? ORDER BY started_at", (since,))
+        return [CallRow(**row) for row in rows]
+
+    def add_trace_events(self, events: list[CallEvent], wall_offset: float) -> None:
+        """``wall_offset`` turns the events' monotonic ``t`` into wall-clock time."""
+        with self._db:
+            self._db.execute("BEGIN")
+            self._db.executemany(
+                "INSERT INTO trace_events (call_id, type, at, audio_ms, data) VALUES (?, ?, ?, ?, ?)",
+                [
+                    (e.call_id, e.type, e.t + wall_offset, e.audio_ms, json.dumps(e.to_dict(), default=str))
+                    for e in events
+                ],
+            )
+
+    def trace_events(self, call_id: str) -> list[dict[str, Any]]:
+        rows = self._db.execute("SELECT data FROM trace_events WHERE call_id = ? ORDER BY id", (call_id,))
+        return [json.loads(row["data"]) for row in rows]
+
+    def turn_latencies_since(self, since: float) -> list[float]:
+        rows = self._db.execute(
+            "SELECT data FROM trace_events WHERE type = ? AND at >= ?", (TtsFirstAudio.type, since)
+        )
+        latencies = (json.loads(row["data"]).get("turn_latency_ms") for row in rows)
+        return [float(value) for value in latencies if value is not None]
+
+    def escalations_since(self, since: float) -> list[tuple[str, str]]:
+        rows = self._db.execute("SELECT call_id, reason FROM handoffs WHERE created_at >= ?", (since,))
+        return [(row["call_id"], row["reason"]) for row in rows]
+
+    # ----- handoffs ------------------------------------------------------------------------------
+
+    def save_handoff(self, record: HandoffRecord) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO handoffs (call_id, queue, reason, created_at, record)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (record.call_id, record.queue, record.reason, record.created_at, json.dumps(record.to_dict())),
+        )
+
+    def get_handoff(self, call_id: str) -> dict[str, Any] | None:
+        row = self._db.execute("SELECT record FROM handoffs WHERE call_id = ?", (call_id,)).fetchone()
+        return json.loads(row["record"]) if row else None
+
+    # ----- queue ---------------------------------------------------------------------------------
+
+    def queue_entered(self, call_id: str, queue: str, at: float) -> int:
+        cursor = self._db.execute(
+            "INSERT INTO queue_entries (call_id, queue, entered_at) VALUES (?, ?, ?)", (call_id, queue, at)
+        )
+        return int(cursor.lastrowid or 0)
+
+    def queue_left(self, entry_id: int, result: str, at: float, agent: str | None = None) -> None:
+        self._db.execute(
+            "UPDATE queue_entries SET left_at = ?, result = ?, agent = ? WHERE id = ?",
+            (at, result, agent, entry_id),
+        )
+
+    def queue_entries_since(self, since: float) -> list[QueueEntryRow]:
+        rows = self._db.execute(
+            "SELECT * FROM queue_entries WHERE entered_at >= ? ORDER BY entered_at", (since,)
+        )
+        return [QueueEntryRow(**row) for row in rows]
+
+    def close_waiting_entries(self, at: float) -> int:
+        """After a restart nobody is still waiting on a dead connection: close what was left open."""
+        cursor = self._db.execute(
+            "UPDATE queue_entries SET left_at = ?, result = 'dropped' WHERE result = 'waiting'", (at,)
+        )
+        return cursor.rowcount
+
+    # ----- agents --------------------------------------------------------------------------------
+
+    def save_agent(self, account: AgentAccount) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO agents (username, password_hash, salt, role) VALUES (?, ?, ?, ?)",
+            (account.username, account.password_hash, account.salt, account.role),
+        )
+
+    def get_agent(self, username: str) -> AgentAccount | None:
+        row = self._db.execute("SELECT * FROM agents WHERE username = ?", (username,)).fetchone()
+        return AgentAccount(**row) if row else None
+
+    # ----- wrap-up -------------------------------------------------------------------------------
+
+    def save_disposition(self, row: DispositionRow) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO dispositions VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                row.call_id, row.agent, row.disposition, row.notes,
+                row.talk_started_at, row.talk_ended_at, row.wrapup_ended_at,
+            ),
+        )  # fmt: skip
+
+    def dispositions_since(self, since: float) -> list[DispositionRow]:
+        rows = self._db.execute("SELECT * FROM dispositions WHERE talk_started_at >= ?", (since,))
+        return [DispositionRow(**row) for row in rows]
+
+    # ----- callbacks -----------------------------------------------------------------------------
+
+    def add_callback(self, record: HandoffRecord, at: float) -> int:
+        cursor = self._db.execute(
+            "INSERT INTO callbacks (call_id, caller_id, queue, requested_at, record) VALUES (?, ?, ?, ?, ?)",
+            (record.call_id, record.caller_id, record.queue, at, json.dumps(record.to_dict())),
+        )
+        return int(cursor.lastrowid or 0)
+
+    def pending_callbacks(self) -> list[CallbackRequest]:
+        rows = self._db.execute("SELECT * FROM callbacks WHERE status = 'pending' ORDER BY requested_at")
+        return [CallbackRequest(**{**dict(row), "record": json.loads(row["record"])}) for row in rows]
