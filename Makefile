@@ -1,10 +1,15 @@
 # The README's commands. `make setup` is idempotent; `run` and `test` call it first.
-.PHONY: setup run test lint bench
+.PHONY: setup run demo test lint bench
 
 setup:
 	@bash scripts/setup.sh
 
+# The contact centre: caller softphone, agent desk, supervisor dashboard (URLs printed at start).
 run: setup
+	.venv/bin/voicebot serve
+
+# A demo call from the shipped caller recordings, printed as it happens.
+demo: setup
 	.venv/bin/voicebot demo call
 
 test: setup

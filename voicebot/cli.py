@@ -15,8 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from voicebot.config import PROJECT_ROOT, Config, load_config
+from voicebot.designer.commands import add_commands as add_designer_commands
 from voicebot.errors import VoicebotError
 from voicebot.events import CallEvent, TraceWriter
+from voicebot.server.commands import add_commands as add_server_commands
 
 log = logging.getLogger("voicebot")
 DEMO_SCENARIO = PROJECT_ROOT / "prompts" / "demo" / "demo_call.yml"
@@ -164,17 +166,6 @@ def cmd_models(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
-def cmd_train(args: argparse.Namespace, config: Config) -> int:
-    from voicebot.nlu.rasa_engine import languages, train
-
-    data_dir = config.path(config.nlu.data_dir)
-    for language in languages(data_dir):
-        result = train(language, data_dir, config.path(config.nlu.models_dir), force=args.force)
-        state = "up to date" if result.skipped else f"trained in {result.seconds:.0f}s"
-        print(f"{language}: {state}: {result.model_path}")
-    return 0
-
-
 def cmd_demo(args: argparse.Namespace, config: Config) -> int:
     if args.action == "seed":
         from voicebot.demo.bank import seed
@@ -239,6 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", type=Path, help="settings file (default: voicebot.yml in the project)")
     parser.add_argument("-v", "--log-level", default="WARNING", help="logging level (default WARNING)")
     commands = parser.add_subparsers(dest="command", required=True)
+    add_designer_commands(commands)
 
     call = commands.add_parser("call", help="play recorded caller audio into a simulated call")
     call.add_argument(
@@ -257,10 +249,6 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("name", nargs="?", default="vosk-model-small-en-us-0.15")
     models.set_defaults(handler=cmd_models)
 
-    train = commands.add_parser("train", help="train the NLU model (skips when nothing changed)")
-    train.add_argument("--force", action="store_true")
-    train.set_defaults(handler=cmd_train)
-
     demo = commands.add_parser("demo", help="the demo bank: seed its database or run a demo call")
     demo.add_argument("action", choices=["seed", "call"])
     demo.add_argument("--reset", action="store_true", help="seed: start from fresh demo data")
@@ -277,6 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--paced", action="store_true")
     run.add_argument("--verbose", action="store_true", help="print each conversation")
     run.set_defaults(handler=cmd_scenarios)
+    add_server_commands(commands)
     return parser
 
 

@@ -131,11 +131,14 @@ class Acd:
 
     # ----- offers --------------------------------------------------------------------------------
 
-    def dispatch(self, now: float) -> list[Offer]:
-        """Expires stale offers and offers waiting calls to ready agents, oldest call first."""
+    def dispatch(self, now: float) -> tuple[list[Offer], list[Offer]]:
+        """Expires stale offers, then offers waiting calls to ready agents, oldest call first.
+        Returns (expired offers, new offers)."""
+        expired = []
         for call in self.calls.values():
             if call.offered_to is not None and now >= call.offer_expires_at:
                 # Ring-no-answer: this agent is made not ready so the next offer goes elsewhere.
+                expired.append(Offer(call, call.offered_to))
                 self._set_state(call.offered_to, "not_ready", now)
                 call.offered_to = None
         offers = []
@@ -149,7 +152,7 @@ class Acd:
             call.offered_to, call.offer_expires_at = seat.username, now + self.offer_timeout_s
             self._set_state(seat.username, "offered", now, call.call_id)
             offers.append(Offer(call, seat.username))
-        return offers
+        return expired, offers
 
     def accept(self, username: str, call_id: str, now: float) -> QueuedCall:
         call = self.calls.get(call_id)

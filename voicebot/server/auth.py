@@ -10,7 +10,7 @@ import time
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
 
-from voicebot.storage import AgentAccount, Storage
+from voicebot.storage import AgentAccount
 
 ROLES = ("agent", "supervisor", "admin")
 ROLE_RANK = {role: rank for rank, role in enumerate(ROLES)}

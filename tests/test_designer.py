@@ -1,0 +1,274 @@
+"""Designers' tools (validate, train, nlu try, nlu report) run as commands, on copies of the project data."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from voicebot.config import PROJECT_ROOT, Config
+from voicebot.designer.commands import add_commands
+from voicebot.designer.report import Prediction, supported_thresholds
+from voicebot.designer.validate import ERROR, WARNING, Finding, validate_project
+from voicebot.dialogue.actions import ActionRegistry
+from voicebot.dialogue.flow import load_flow
+from voicebot.dialogue.manager import DialogueManager, Say
+from voicebot.events import CallEvent, DialogueTransition
+from voicebot.nlu.rasa_engine import RasaNlu, latest_model, train
+
+# A task the demo bank does not have yet, worded unlike any existing intent (loan_info already
+# covers mortgage rates, so a mortgage intent would test the data's overlap rather than the tools).
+NEW_INTENT = "order_checkbook"
+NEW_EXAMPLES = [
+    "i need a new checkbook",
+    "can i order a checkbook",
+    "order checks for my account",
+    "i ran out of checks",
+    "please send me a cheque book",
+    "i'd like some more checks",
+    "how do i get a new book of checks",
+    "my checkbook is almost empty",
+    "can you mail me a checkbook",
+    "i want to order cheques",
+    "send a checkbook to my house",
+    "i need more paper checks",
+]
+NEW_NODE = f"""
+  {NEW_INTENT}:
+    intent: {NEW_INTENT}
+    say: checkbook_ordered
+    next: anything_else
+"""
+
+
+def run_command(argv: list[str], config: Config, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    """Runs one designer subcommand as cli.py would; returns the exit code, stdout and stderr."""
+    parser = argparse.ArgumentParser(prog="voicebot")
+    add_commands(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    code = args.handler(args, config)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def line_of(path: Path, pattern: str) -> int:
+    """The first line (1-based) that, stripped, matches ``pattern`` in full."""
+    lines = path.read_text().splitlines()
+    return next(n for n, line in enumerate(lines, start=1) if re.fullmatch(pattern, line.strip()))
+
+
+@pytest.fixture
+def project(tmp_path: Path, config: Config) -> Config:
+    """A Config pointing at a scratch copy of nlu_data/ and prompts/ (without the demo recordings)."""
+    shutil.copytree(PROJECT_ROOT / "nlu_data", tmp_path / "nlu_data")
+    shutil.copytree(PROJECT_ROOT / "prompts", tmp_path / "prompts", ignore=shutil.ignore_patterns("demo"))
+    nlu = dataclasses.replace(
+        config.nlu, data_dir=str(tmp_path / "nlu_data"), models_dir=str(tmp_path / "models")
+    )
+    return dataclasses.replace(config, flow_dir=str(tmp_path / "prompts"), nlu=nlu)
+
+
+def data_path(config: Config, *parts: str) -> Path:
+    return config.path(config.nlu.data_dir).joinpath(*parts)
+
+
+def flow_path(config: Config, name: str = "flow.yml") -> Path:
+    return config.path(config.flow_dir) / name
+
+
+def add_new_intent(config: Config, examples: list[str]) -> None:
+    lines = "".join(f"    - {example}\n" for example in examples)
+    data_path(config, "en", "checkbooks.yml").write_text(
+        f'version: "3.1"\nnlu:\n- intent: {NEW_INTENT}\n  examples: |\n{lines}'
+    )
+
+
+def add_new_node(config: Config) -> None:
+    with flow_path(config).open("a") as flow:
+        flow.write(NEW_NODE)
+    prompts = flow_path(config, "en.yml")
+    text = prompts.read_text().replace(
+        "\nprompts:\n", "\nprompts:\n  checkbook_ordered: Your new checkbook is on its way.\n"
+    )
+    prompts.write_text(text + f"  {NEW_INTENT}: order a checkbook\n")  # the file ends with intent_labels
+
+
+def errors(findings: list[Finding]) -> list[Finding]:
+    return [f for f in findings if f.severity == ERROR]
+
+
+# ----- validate -----------------------------------------------------------------------------------
+
+
+def test_project_data_validates_without_errors(config: Config, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_command(["validate"], config, capsys)
+    assert code == 0, out
+    assert "0 error(s)" in out
+
+
+@pytest.mark.parametrize(
+    ("relative", "corruption"),
+    [
+        (("nlu_data", "en", "cards.yml"), "- intent: broken\n  examples: |\n    - one\n   bad: [\n"),
+        (("prompts", "flow.yml"), "  bad_node:\n    say: [unclosed\n"),
+    ],
+    ids=["nlu_data", "flow"],
+)
+def test_broken_yaml_gives_one_error_with_file_and_line(
+    project: Config, capsys: pytest.CaptureFixture[str], relative: tuple[str, ...], corruption: str
+) -> None:
+    path = Path(project.path(project.nlu.data_dir)).parent.joinpath(*relative)
+    lines_before = len(path.read_text().splitlines())
+    with path.open("a") as file:
+        file.write(corruption)
+    code, out, _ = run_command(["validate"], project, capsys)
+    assert code == 1
+    reported = [line for line in out.splitlines() if ": error: " in line]
+    assert len(reported) == 1, out
+    match = re.match(rf"{re.escape(str(path))}:(\d+): error: invalid YAML", reported[0])
+    assert match, reported[0]
+    assert int(match[1]) > lines_before  # the line is in the part that broke the file
+
+
+def test_intent_routed_but_never_trained_is_one_error_at_its_flow_line(
+    project: Config, capsys: pytest.CaptureFixture[str]
+) -> None:
+    add_new_node(project)
+    code, out, _ = run_command(["validate"], project, capsys)
+    assert code == 1
+    line = line_of(flow_path(project), f"intent: {NEW_INTENT}")
+    assert out.splitlines()[:-1] == [
+        f"{flow_path(project)}:{line}: error: node '{NEW_INTENT}' uses intent '{NEW_INTENT}', which the NLU "
+        f"data ({data_path(project, 'en')}) does not define"
+    ]
+
+
+def test_designer_mistakes_are_each_reported_where_they_are(project: Config) -> None:
+    # An intent with too few examples, one of them also under check_balance, that the flow never routes.
+    add_new_intent(project, [*NEW_EXAMPLES[:3], "balance"])
+    # A slot expecting an entity that no example annotates, and a node nothing leads to.
+    with flow_path(project).open("a") as flow:
+        flow.write("  lonely:\n    slots:\n      colour: {kind: entity, prompt: ask_pin}\n    say: goodbye\n")
+    # NLU data for a language the prompts do not cover.
+    shutil.copytree(data_path(project, "en"), data_path(project, "fr"))
+    shutil.copy(data_path(project, "config", "en.yml"), data_path(project, "config", "fr.yml"))
+
+    findings = validate_project(project)
+    located = {(f.severity, f.path.name, f.line, f.message.split(" ")[0]) for f in findings}
+    new_file = data_path(project, "en", "checkbooks.yml")
+    accounts = data_path(project, "en", "accounts.yml")
+    flow = flow_path(project)
+    assert (ERROR, "accounts.yml", line_of(accounts, "- balance"), "example") in located
+    assert (WARNING, "checkbooks.yml", line_of(new_file, f"- intent: {NEW_INTENT}"), "intent") in located
+    assert (ERROR, "flow.yml", line_of(flow, "colour: .*"), "slot") in located
+    assert (WARNING, "flow.yml", line_of(flow, "lonely:"), "node") in located
+    assert (ERROR, "fr.yml", None, "no") in located
+    messages = [f.message for f in findings if f.path in (accounts, new_file)]
+    duplicate = f"'{NEW_INTENT}' ({new_file}:{line_of(new_file, '- balance')})"
+    assert any(m.startswith("example 'balance'") and duplicate in m for m in messages)
+    assert any(m.startswith(f"intent '{NEW_INTENT}' has 4 examples") for m in messages)
+    assert any(m.startswith(f"intent '{NEW_INTENT}' is trained but the flow") for m in messages)
+
+
+# ----- train and the acceptance path --------------------------------------------------------------
+
+
+def test_new_intent_validates_trains_and_routes_a_new_phrase(
+    project: Config, capsys: pytest.CaptureFixture[str]
+) -> None:
+    add_new_intent(project, NEW_EXAMPLES)
+    add_new_node(project)
+    code, out, _ = run_command(["validate"], project, capsys)
+    assert code == 0, out
+
+    code, out, err = run_command(["train"], project, capsys)
+    assert code == 0
+    assert re.fullmatch(r"en: trained in \d+s: .*\.tar\.gz\n", out)
+    phases = [line.split("] ", 1)[1] for line in err.splitlines()]
+    assert phases == ["en: validating data", "en: training", "en: packaging"]
+    code, out, _ = run_command(["train"], project, capsys)
+    assert out.startswith("en: up to date: ")
+
+    nlu = RasaNlu.load(latest_model("en", project.path(project.nlu.models_dir)))
+    phrase = "hi i have used up all my checks could you order me another checkbook"
+    result = asyncio.run(nlu.parse(phrase))
+    events: list[CallEvent] = []
+    dialogue = DialogueManager(
+        load_flow(project.path(project.flow_dir)), "en", ActionRegistry(), project.policy,
+        call_id="test", caller_id="+15550100", emit=events.append,
+    )  # fmt: skip
+    dialogue.start()
+    said = [o.prompt_id for o in dialogue.on_utterance(phrase, result) if isinstance(o, Say)]
+    assert result.intent.name == NEW_INTENT
+    assert any(isinstance(e, DialogueTransition) and e.to_node == NEW_INTENT for e in events)
+    assert said[0] == "checkbook_ordered"
+
+
+# ----- nlu try and nlu report ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def project_model(config: Config) -> Path:
+    """The project's own model (training is skipped when it is up to date)."""
+    return train(
+        config.language, config.path(config.nlu.data_dir), config.path(config.nlu.models_dir)
+    ).model_path
+
+
+def test_nlu_try_prints_ranking_and_entities(
+    config: Config, project_model: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    code, out, _ = run_command(["nlu", "try", "what's the balance of my savings account"], config, capsys)
+    assert code == 0
+    assert out.startswith("check_balance ")
+    assert "account_type = 'savings'" in out
+
+    phrases = tmp_path / "phrases.txt"
+    phrases.write_text("i lost my credit card\n\nmove 50 dollars to checking\n")
+    code, out, _ = run_command(["nlu", "try", "--file", str(phrases)], config, capsys)
+    assert code == 0
+    results = [json.loads(line) for line in out.splitlines()]
+    assert [r["intent"] for r in results] == ["report_lost_card", "transfer_funds"]
+    assert set(results[0]) == {"text", "intent", "confidence", "ranking", "entities"}
+    assert results[0]["ranking"][0] == {"name": "report_lost_card", "confidence": results[0]["confidence"]}
+    amount = results[1]["entities"][0]
+    assert (amount["entity"], amount["value"]) == ("amount", 50.0)
+
+
+def test_nlu_report_writes_html_with_both_figures(
+    config: Config, project_model: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    out_dir = tmp_path / "report"
+    code, out, _ = run_command(
+        ["nlu", "report", "--folds", "2", "--asr-sample", "2", "--out", str(out_dir)], config, capsys
+    )
+    assert code == 0
+    assert out.splitlines()[-1] == f"report: {out_dir / 'index.html'}"
+    assert "cross-validation (2 folds, " in out and "held-out via TTS -> telephone -> " in out
+    page = (out_dir / "index.html").read_text()
+    for figure in ("confusion_matrix.png", "confidence_histogram.png"):
+        assert (out_dir / figure).read_bytes().startswith(b"\x89PNG")
+        assert f'src="{figure}"' in page
+    for section in ("Per intent", "Most confused pairs", "Through the telephone and ASR", "report_lost_card"):
+        assert section in page
+
+
+def prediction(confidence: float, right: bool) -> Prediction:
+    return Prediction("text", "gold", "gold" if right else "other", "gold" if right else "other", confidence)
+
+
+def test_supported_thresholds_read_off_correct_and_wrong_predictions() -> None:
+    wrong_low = [prediction(c, False) for c in (0.10, 0.15, 0.20, 0.25, 0.30)]
+    right_middle = [prediction(c, True) for c in (0.35, 0.45, 0.50)]
+    high = [prediction(round(0.60 + i / 100, 2), True) for i in range(19)]
+    high += [prediction(0.65, False), prediction(0.66, False)]
+    thresholds = supported_thresholds(wrong_low + right_middle + high)
+    assert thresholds.reject == 0.35  # everything below is wrong, everything just above right
+    assert thresholds.accept == 0.66  # from here up all 13 are right; from 0.65 up 14 of 16
+    assert supported_thresholds([prediction(0.9, True), prediction(0.2, True)]).reject is None

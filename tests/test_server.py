@@ -1,0 +1,384 @@
+"""The server over real sockets on 127.0.0.1: media protocol, queue, agent desk, auth, dashboard, reload."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aiohttp
+import numpy as np
+import pytest
+from aiohttp import WSMsgType
+from aiohttp.test_utils import TestServer
+
+from voicebot.audio import FRAME_BYTES
+from voicebot.engines import Engines
+from voicebot.server.app import ServerSettings, VoicebotServer
+from voicebot.server.auth import make_account, verify_password
+from voicebot.server.commands import add_commands
+from voicebot.storage import SqliteStorage
+
+T = TypeVar("T")
+LOUD = (np.sin(np.arange(320) / 3) * 8000).astype("<i2").tobytes()  # a 20 ms tone frame
+WAIT_S = 60  # generous upper bound for anything the tests wait for; never a timing assertion
+
+
+def loud(frame: bytes) -> bool:
+    return float(np.sqrt(np.mean(np.frombuffer(frame, "<i2").astype(float) ** 2))) > 300
+
+
+@asynccontextmanager
+async def running_server(engines: Engines, tmp_path: Path, **settings: Any) -> AsyncIterator[TestServer]:
+    config = dataclasses.replace(engines.config, data_dir=str(tmp_path))
+    server = VoicebotServer(
+        dataclasses.replace(engines, config=config),
+        ServerSettings(**{"offer_timeout_s": 30.0, "announce_interval_s": 30.0, **settings}),
+        storage=SqliteStorage(tmp_path / "voicebot.sqlite"),
+    )
+    for name, role in (("alice", "agent"), ("bob", "agent"), ("sue", "supervisor"), ("ada", "admin")):
+        server.storage.save_agent(make_account(name, f"{name}-password", role))
+    test_server = TestServer(server.app(), host="127.0.0.1")
+    await test_server.start_server()
+    test_server.voicebot = server  # type: ignore[attr-defined]
+    try:
+        yield test_server
+    finally:
+        await test_server.close()
+
+
+class Caller:
+    """A media WebSocket client that keeps every control message and the bot's audio."""
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self.ws = ws
+        self.messages: list[dict[str, Any]] = []
+        self.loud_frames = 0
+        self.frames = 0
+        self.task = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        async for msg in self.ws:
+            if msg.type == WSMsgType.TEXT:
+                self.messages.append(msg.json())
+            elif msg.type == WSMsgType.BINARY:
+                self.frames += 1
+                self.loud_frames += loud(msg.data)
+
+    def got(self, kind: str) -> dict[str, Any] | None:
+        return next((m for m in self.messages if m["type"] == kind), None)
+
+    async def wait_for(self, kind: str) -> dict[str, Any]:
+        return await until(lambda: self.got(kind))
+
+
+async def until(probe: Callable[[], T | None]) -> T:
+    async def poll() -> T:
+        while (value := probe()) is None or value is False:
+            await asyncio.sleep(0.05)
+        return value
+
+    return await asyncio.wait_for(poll(), WAIT_S)
+
+
+async def call(session: aiohttp.ClientSession, server: TestServer, caller_id: str = "+15550100") -> Caller:
+    ws = await session.ws_connect(server.make_url("/media"))
+    await ws.send_json({"type": "start", "caller_id": caller_id, "language": "en"})
+    caller = Caller(ws)
+    await caller.wait_for("started")
+    return caller
+
+
+async def escalate(caller: Caller) -> dict[str, Any]:
+    """Presses 0 (agent) and waits until the caller is queued; returns the queue message."""
+    await caller.ws.send_json({"type": "dtmf", "digit": "0"})
+    await caller.wait_for("transfer")
+    return await caller.wait_for("queue")
+
+
+async def login(session: aiohttp.ClientSession, server: TestServer, username: str) -> aiohttp.ClientResponse:
+    form = await (await session.get(server.make_url("/login"))).text()
+    csrf = re.search(r'name="csrf" value="([^"]+)"', form)
+    assert csrf is not None
+    data = {"username": username, "password": f"{username}-password", "csrf": csrf.group(1)}
+    return await session.post(server.make_url("/login"), data=data, allow_redirects=False)
+
+
+class Desk:
+    def __init__(self, username: str, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self.username = username
+        self.ws = ws
+        self.messages: list[dict[str, Any]] = []
+        self.loud_frames = 0
+        self.task = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        async for msg in self.ws:
+            if msg.type == WSMsgType.TEXT:
+                self.messages.append(msg.json())
+            elif msg.type == WSMsgType.BINARY:
+                self.loud_frames += loud(msg.data)
+
+    @property
+    def state(self) -> str | None:
+        states = [m["state"] for m in self.messages if m["type"] == "state"]
+        return states[-1] if states else None
+
+    def offer(self) -> dict[str, Any] | None:
+        return next((m for m in self.messages if m["type"] == "offer"), None)
+
+
+async def open_desk(
+    server: TestServer, username: str, ready: bool = True
+) -> tuple[aiohttp.ClientSession, Desk]:
+    session = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+    assert (await login(session, server, username)).status == 302
+    desk = Desk(username, await session.ws_connect(server.make_url("/agent/ws")))
+    await until(lambda: desk.state)
+    if ready:
+        await desk.ws.send_json({"type": "ready"})
+        await until(lambda: desk.state == "ready")
+    return session, desk
+
+
+def run(scenario: Callable[[], Awaitable[None]]) -> None:
+    asyncio.run(scenario())
+
+
+# ----- media protocol ------------------------------------------------------------------------------
+
+
+def test_bad_media_messages_close_only_that_connection(engines: Engines, tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with running_server(engines, tmp_path) as server, aiohttp.ClientSession() as session:
+            good = await call(session, server)
+            bad_openings: list[Callable[[aiohttp.ClientWebSocketResponse], Awaitable[None]]] = [
+                lambda ws: ws.send_bytes(bytes(FRAME_BYTES)),  # audio before start
+                lambda ws: ws.send_str("not json {"),
+                lambda ws: ws.send_json({"type": "dtmf", "digit": "5"}),  # out of order
+                lambda ws: ws.send_json({"type": "start", "caller_id": "x" * 100}),
+                lambda ws: ws.send_json({"type": "start", "language": "xx"}),
+            ]
+            for opening in bad_openings:
+                ws = await session.ws_connect(server.make_url("/media"))
+                await opening(ws)
+                msg = await ws.receive(timeout=WAIT_S)
+                assert msg.type == WSMsgType.CLOSE and msg.data == aiohttp.WSCloseCode.POLICY_VIOLATION
+            for after_start in (
+                lambda ws: ws.send_bytes(bytes(FRAME_BYTES * 11)),  # oversized
+                lambda ws: ws.send_bytes(bytes(FRAME_BYTES - 2)),  # not whole frames
+                lambda ws: ws.send_json({"type": "start"}),  # start twice
+                lambda ws: ws.send_json({"type": "dtmf", "digit": "A"}),
+            ):
+                bad = await call(session, server)
+                await after_start(bad.ws)
+                await asyncio.wait_for(bad.task, WAIT_S)
+                assert bad.ws.closed and bad.ws.close_code in (
+                    aiohttp.WSCloseCode.POLICY_VIOLATION,
+                    aiohttp.WSCloseCode.MESSAGE_TOO_BIG,
+                )
+            # The good call was never disturbed: still open, the bot still talking to it.
+            frames_before = good.frames
+            await until(lambda: good.frames > frames_before + 10)
+            assert not good.ws.closed and good.got("hangup") is None
+            assert good.loud_frames > 0  # it heard the greeting
+
+    run(scenario)
+
+
+def test_barge_in_sends_clear_and_caller_hangup_is_recorded(engines: Engines, tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with running_server(engines, tmp_path) as server, aiohttp.ClientSession() as session:
+            caller = await call(session, server)
+            await until(lambda: caller.loud_frames > 5)  # the greeting is playing
+            await caller.ws.send_json({"type": "dtmf", "digit": "*"})  # a key interrupts the prompt
+            await caller.wait_for("clear")
+            await caller.ws.send_json({"type": "hangup"})
+            await asyncio.wait_for(caller.task, WAIT_S)
+            storage = server.voicebot.storage  # type: ignore[attr-defined]
+            row = await until(lambda: storage.get_call(caller.got("started")["call_id"]))
+            await until(lambda: storage.get_call(row.call_id).outcome)
+            assert storage.get_call(row.call_id).outcome == "abandoned"
+            assert any(e["type"] == "barge_in" for e in storage.trace_events(row.call_id))
+
+    run(scenario)
+
+
+# ----- queue, desk, dashboard ----------------------------------------------------------------------
+
+
+def test_escalated_caller_is_bridged_to_the_agent_who_accepts(engines: Engines, tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with running_server(engines, tmp_path, offer_timeout_s=1.0) as server:
+            alice_session, alice = await open_desk(server, "alice")
+            bob_session, bob = await open_desk(server, "bob")
+            caller_session = aiohttp.ClientSession()
+            caller = await call(caller_session, server, caller_id="+15550123")
+            queued = await escalate(caller)
+            assert queued["position"] == 1
+            # The first offer is left unanswered: it moves to the other agent, the first is not ready.
+            first = await until(lambda: next((desk for desk in (alice, bob) if desk.offer()), None))
+            second = bob if first is alice else alice
+            offer = await until(second.offer)
+            await until(lambda: first.state == "not_ready")
+            pop = offer["pop"]
+            assert pop["reason"] == "caller_request" and pop["caller_id"] == "+15550123"
+            assert pop["language"] == "en" and "main_menu" in pop["menu_path"]
+            assert any(line["text"] == "(pressed 0)" for line in pop["transcript"])
+            await second.ws.send_json({"type": "accept", "call_id": offer["call_id"]})
+            await caller.wait_for("agent_connected")
+            await until(lambda: second.state == "talking")
+            # Two-way audio: the caller's tone reaches the agent and the agent's tone the caller.
+            caller_loud_before = caller.loud_frames
+            for _ in range(25):
+                await caller.ws.send_bytes(LOUD)
+                await second.ws.send_bytes(LOUD)
+                await asyncio.sleep(0.02)
+            await until(lambda: second.loud_frames > 5)
+            await until(lambda: caller.loud_frames > caller_loud_before + 5)
+            await second.ws.send_json({"type": "hangup"})
+            assert (await caller.wait_for("hangup"))["reason"] == "agent_hangup"
+            await until(lambda: second.state == "wrap_up")
+            await second.ws.send_json(
+                {"type": "wrap_up", "disposition": "resolved", "notes": "card replaced"}
+            )
+            await until(lambda: second.state == "ready")
+            # Supervisor's view of it.
+            sue = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+            await login(sue, server, "sue")
+            data = await (await sue.get(server.make_url("/api/dashboard"))).json()
+            kpis = data["kpis"]
+            assert kpis["answered"] == 1 and kpis["abandoned"] == 0 and kpis["fcr"] == 1.0
+            assert kpis["transfers_by_reason"] == {"caller_request": 1} and kpis["aht_s"] is not None
+            assert 0 < data["forecast"]["service_level_20s"] <= 1  # Erlang C with one agent serving
+            states = {agent["username"]: agent["state"] for agent in data["live"]["agents"]}
+            assert states == {first.username: "not_ready", second.username: "ready"}
+            for session in (alice_session, bob_session, caller_session, sue):
+                await session.close()
+
+    run(scenario)
+
+
+def test_queue_positions_abandonment_and_callback_survive_restart(engines: Engines, tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with running_server(engines, tmp_path) as server, aiohttp.ClientSession() as session:
+            first = await call(session, server, caller_id="+15550001")
+            assert (await escalate(first))["position"] == 1
+            second = await call(session, server, caller_id="+15550002")
+            second_queued = await escalate(second)
+            assert second_queued["position"] == 2 and second_queued["estimated_wait_s"] > 0
+            await until(lambda: second.loud_frames > 20)  # hears the announcement / hold music
+            await second.ws.send_json({"type": "hangup"})
+            await asyncio.wait_for(second.task, WAIT_S)
+            await first.ws.send_json({"type": "dtmf", "digit": "1"})  # a callback instead of waiting
+            await first.wait_for("callback_scheduled")
+            assert (await first.wait_for("hangup"))["reason"] == "callback"
+            storage = server.voicebot.storage  # type: ignore[attr-defined]
+            await until(
+                lambda: len([e for e in storage.queue_entries_since(0) if e.result != "waiting"]) == 2
+            )
+            metrics = await (await session.get(server.make_url("/metrics"))).text()
+            assert 'voicebot_abandoned{window="3600s"} 1' in metrics
+        storage = SqliteStorage(tmp_path / "voicebot.sqlite")  # after the server stopped
+        [callback] = storage.pending_callbacks()
+        assert callback.caller_id == "+15550001" and callback.record["reason"] == "caller_request"
+        results = {e.call_id: e.result for e in storage.queue_entries_since(0)}
+        assert sorted(results.values()) == ["abandoned", "callback"]
+        storage.close()
+
+    run(scenario)
+
+
+# ----- auth and admin ------------------------------------------------------------------------------
+
+
+def test_pages_need_login_roles_csrf_and_rate_limit(engines: Engines, tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with running_server(engines, tmp_path) as server:
+            jar = aiohttp.CookieJar(unsafe=True)
+            async with aiohttp.ClientSession(cookie_jar=jar) as session:
+                assert (await session.get(server.make_url("/"))).status == 200
+                assert (await session.get(server.make_url("/metrics"))).status == 200
+                response = await session.get(server.make_url("/agent"), allow_redirects=False)
+                assert response.status == 302 and response.headers["Location"].startswith("/login")
+                assert (await session.get(server.make_url("/api/dashboard"))).status == 401
+                assert (await session.post(server.make_url("/admin/reload"))).status == 403
+                # No CSRF token: refused even with the right password.
+                data = {"username": "alice", "password": "alice-password"}
+                assert (await session.post(server.make_url("/login"), data=data)).status == 403
+                response = await login(session, server, "alice")
+                assert response.status == 302 and response.headers["Location"] == "/agent"
+                cookie = response.headers["Set-Cookie"]
+                assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
+                assert (await session.get(server.make_url("/agent"))).status == 200
+                assert (await session.get(server.make_url("/dashboard"))).status == 403  # agents only
+                assert (await session.post(server.make_url("/logout"))).status == 403  # no CSRF header
+            async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as session:
+                form = await (await session.get(server.make_url("/login"))).text()
+                csrf = re.search(r'name="csrf" value="([^"]+)"', form).group(1)  # type: ignore[union-attr]
+                statuses = [
+                    (
+                        await session.post(
+                            server.make_url("/login"),
+                            data={"username": "bob", "password": "guess", "csrf": csrf},
+                            allow_redirects=False,
+                        )
+                    ).status
+                    for _ in range(6)
+                ]
+                assert statuses == [401] * 5 + [429]
+
+    run(scenario)
+
+
+def test_reload_swaps_engines_without_dropping_a_call(engines: Engines, tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with running_server(engines, tmp_path) as server, aiohttp.ClientSession() as session:
+            caller = await call(session, server)
+            token = server.voicebot.admin_token  # type: ignore[attr-defined]
+            response = await session.post(
+                server.make_url("/admin/reload"), headers={"Authorization": f"Bearer {token}"}
+            )
+            assert response.status == 200 and (await response.json())["reloads"] == 1
+            assert server.voicebot.engines is not engines  # type: ignore[attr-defined]
+            frames_before = caller.frames
+            await until(lambda: caller.frames > frames_before + 10)
+            assert not caller.ws.closed
+            # A call placed after the reload works on the new engines.
+            after = await call(session, server)
+            await until(lambda: after.loud_frames > 5)
+
+    run(scenario)
+
+
+# ----- command line ----------------------------------------------------------------------------------
+
+
+def test_agents_add_and_reload_commands(
+    engines: Engines, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    parser = argparse.ArgumentParser()
+    add_commands(parser.add_subparsers(dest="command", required=True))
+    config = dataclasses.replace(engines.config, data_dir=str(tmp_path))
+    monkeypatch.setenv("VOICEBOT_PASSWORD", "a long password")
+    args = parser.parse_args(["agents", "add", "carol", "--role", "admin"])
+    assert args.handler(args, config) == 0
+    storage = SqliteStorage(tmp_path / "voicebot.sqlite")
+    account = storage.get_agent("carol")
+    storage.close()
+    assert account is not None and account.role == "admin" and verify_password(account, "a long password")
+    monkeypatch.setenv("VOICEBOT_PASSWORD", "short")
+    assert args.handler(args, config) == 2  # too short: refused
+
+    async def scenario() -> None:
+        async with running_server(engines, tmp_path) as server:
+            args = parser.parse_args(["reload", "--url", str(server.make_url("/"))])
+            assert await asyncio.to_thread(args.handler, args, config) == 0
+            assert server.voicebot.reloads == 1  # type: ignore[attr-defined]
+
+    run(scenario)

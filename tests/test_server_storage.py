@@ -1,0 +1,68 @@
+"""Storage: schema migrations, restart safety, and the rows the dashboard and queue rely on."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from voicebot.events import TtsFirstAudio
+from voicebot.handoff.record import HandoffRecord, TranscriptLine
+from voicebot.server.auth import make_account, verify_password
+from voicebot.storage import SCHEMA_VERSION, DispositionRow, SqliteStorage
+
+
+def record(call_id: str = "c1") -> HandoffRecord:
+    return HandoffRecord(
+        call_id=call_id, reason="caller_request", queue="cards", caller_id="+15550100", language="en",
+        auth_level="identified", slots={"account_number": "****5678"},
+        transcript=[TranscriptLine("Caller", "I lost my card")],
+    )  # fmt: skip
+
+
+def test_migrations_run_once_and_record_the_version(tmp_path: Path) -> None:
+    path = tmp_path / "db.sqlite"
+    SqliteStorage(path).close()
+    storage = SqliteStorage(path)  # opening again must not re-run (or fail on) migrations
+    assert storage.schema_version == SCHEMA_VERSION
+    storage.close()
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert [row[0] for row in db.execute("SELECT version FROM schema_version")] == [SCHEMA_VERSION]
+
+
+def test_everything_survives_a_restart(tmp_path: Path) -> None:
+    path = tmp_path / "db.sqlite"
+    storage = SqliteStorage(path)
+    storage.call_started("c1", "+15550100", "en", at=100.0)
+    storage.add_trace_events([TtsFirstAudio(call_id="c1", synth_ms=50.0, turn_latency_ms=720.0)], 0.0)
+    storage.call_ended("c1", "escalated", "answered", at=160.0)
+    storage.save_handoff(record())
+    entry = storage.queue_entered("c1", "cards", at=110.0)
+    storage.queue_left(entry, "answered", at=115.0, agent="alice")
+    storage.save_agent(make_account("alice", "correct horse", "agent"))
+    storage.save_disposition(
+        DispositionRow("c1", "alice", "resolved", "sent a new card", 115.0, 150.0, 160.0)
+    )
+    storage.add_callback(record("c2"), at=120.0)
+    waiting = storage.queue_entered("c3", "general", at=130.0)
+    storage.close()
+
+    storage = SqliteStorage(path)
+    call = storage.get_call("c1")
+    assert call is not None and call.outcome == "escalated" and call.ended_at == 160.0
+    assert storage.trace_events("c1")[0]["type"] == "tts_first_audio"
+    assert storage.turn_latencies_since(0.0) == [720.0]
+    assert storage.get_handoff("c1")["slots"] == {"account_number": "****5678"}
+    assert storage.escalations_since(0.0) == [("c1", "caller_request")]
+    account = storage.get_agent("alice")
+    assert account is not None and verify_password(account, "correct horse")
+    assert not verify_password(account, "wrong horse")
+    assert storage.dispositions_since(0.0)[0].handle_s == 45.0
+    [callback] = storage.pending_callbacks()
+    assert callback.call_id == "c2" and callback.record["transcript"][0]["text"] == "I lost my card"
+    # A caller still waiting when the server stopped is closed as dropped, not left waiting forever.
+    assert storage.close_waiting_entries(at=200.0) == 1
+    entries = {row.id: row for row in storage.queue_entries_since(0.0)}
+    assert entries[entry].waited_s == 5.0 and entries[entry].agent == "alice"
+    assert entries[waiting].result == "dropped"
+    storage.close()

@@ -1,0 +1,319 @@
+"""The aiohttp application: pages, the media and agent WebSockets, the dashboard API, metrics, reload."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import hmac
+import logging
+import os
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aiohttp import WSCloseCode, WSMsgType, web
+
+from voicebot.config import Config
+from voicebot.engines import Engines, load_flow_checked, load_nlu
+from voicebot.server.auth import SESSION_COOKIE, LoginLimiter, SessionStore, WebSession, verify_password
+from voicebot.server.contact_center import AgentDesk, ContactCenter
+from voicebot.server.kpis import compute_kpis, erlang_c_forecast, prometheus_text
+from voicebot.storage import SqliteStorage, Storage
+from voicebot.transports.websocket import (
+    MAX_MESSAGE_BYTES,
+    MediaCall,
+    ProtocolViolation,
+    audio_frames,
+    parse_control,
+)
+from voicebot.tts.piper_engine import PromptCache
+
+log = logging.getLogger("voicebot.server")
+STATIC = Path(__file__).parent / "static"
+LOGIN_CSRF_COOKIE = "voicebot_login_csrf"
+DEFAULT_WINDOW_S = 3600
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    offer_timeout_s: float = 20.0  # an unanswered offer moves to the next ready agent
+    announce_interval_s: float = 30.0  # queued callers hear their position this often
+
+
+def storage_path(config: Config) -> Path:
+    return config.path(config.data_dir) / "voicebot.sqlite"
+
+
+def admin_token_path(config: Config) -> Path:
+    return config.path(config.data_dir) / "server" / "admin.token"
+
+
+def reload_engines(config: Config, current: Engines) -> Engines:
+    """New flow, prompts and NLU model; the recognizer, synthesizer and actions are kept. Calls in
+    progress keep the engines they started with, so nothing is dropped."""
+    flow = load_flow_checked(config, current.actions)
+    nlu = load_nlu(config)
+    cache = PromptCache(current.synthesizer, config.path(config.tts.cache_dir))
+    cache.warm(p.text for p in flow.prompts(config.language).prompts.values() if p.is_static)
+    return dataclasses.replace(current, flow=flow, nlu=nlu, prompt_cache=cache)
+
+
+class VoicebotServer:
+    def __init__(self, engines: Engines, settings: ServerSettings, storage: Storage | None = None) -> None:
+        self.config = engines.config
+        self.engines = engines
+        self.settings = settings
+        self.storage: Storage = storage or SqliteStorage(storage_path(self.config))
+        self.center = ContactCenter(self.storage, settings.offer_timeout_s)
+        self.sessions = SessionStore()
+        self.limiter = LoginLimiter()
+        self.admin_token = secrets.token_urlsafe(32)
+        self.reloads = 0
+        self._reload_lock = asyncio.Lock()
+        self.media_calls: set[MediaCall] = set()
+
+    def app(self) -> web.Application:
+        app = web.Application(middlewares=[self._security_headers], client_max_size=64 * 1024)
+        app.router.add_get("/", self._page("softphone.html"))
+        app.router.add_get("/media", self.media)
+        app.router.add_get("/metrics", self.metrics)
+        app.router.add_get("/login", self.login_form)
+        app.router.add_post("/login", self.login)
+        app.router.add_post("/logout", self._require("agent", self.logout))
+        app.router.add_get("/agent", self._require("agent", self._page("agent.html")))
+        app.router.add_get("/agent/ws", self._require("agent", self.agent_socket))
+        app.router.add_get("/dashboard", self._require("supervisor", self._page("dashboard.html")))
+        app.router.add_get("/api/dashboard", self._require("supervisor", self.dashboard_data))
+        app.router.add_post("/admin/reload", self.reload)
+        app.router.add_static("/static", STATIC)
+        app.on_startup.append(self._on_startup)
+        app.on_shutdown.append(self._on_shutdown)
+        app.on_cleanup.append(self._on_cleanup)
+        return app
+
+    async def _on_startup(self, _: web.Application) -> None:
+        token_file = admin_token_path(self.config)
+        token_file.parent.mkdir(parents=True, exist_ok=True)
+        # Created private: only this user (the one who runs `voicebot reload`) may read it.
+        descriptor = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            handle.write(self.admin_token)
+        self.center.start()
+
+    async def _on_shutdown(self, _: web.Application) -> None:
+        # Closing the sockets lets each call finish its bookkeeping before storage closes.
+        sockets = [call.ws for call in self.media_calls] + [desk.ws for desk in self.center.desks.values()]
+        for ws in sockets:
+            await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")
+
+    async def _on_cleanup(self, _: web.Application) -> None:
+        await self.center.stop()
+        self.storage.close()
+
+    @web.middleware
+    async def _security_headers(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        response = await handler(request)
+        if not isinstance(response, web.WebSocketResponse):
+            response.headers["X-Frame-Options"] = "DENY"
+            response.headers["X-Content-Type-Options"] = "nosniff"
+            response.headers["Referrer-Policy"] = "no-referrer"
+        return response
+
+    # ----- auth ----------------------------------------------------------------------------------
+
+    def web_session(self, request: web.Request) -> WebSession | None:
+        return self.sessions.get(request.cookies.get(SESSION_COOKIE))
+
+    def _require(
+        self, role: str, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        async def guarded(request: web.Request) -> web.StreamResponse:
+            session = self.web_session(request)
+            if session is None:
+                if request.method == "GET" and request.path in ("/agent", "/dashboard"):
+                    raise web.HTTPFound(f"/login?next={request.path}")
+                raise web.HTTPUnauthorized(text="log in first")
+            if not session.has_role(role):
+                raise web.HTTPForbidden(text=f"needs role {role}")
+            if request.method == "POST" and not self._csrf_ok(request, session):
+                raise web.HTTPForbidden(text="missing or wrong CSRF token")
+            if request.headers.get("Upgrade", "").lower() == "websocket" and not self._same_origin(request):
+                raise web.HTTPForbidden(text="cross-origin WebSocket")
+            request["web_session"] = session
+            return await handler(request)
+
+        return guarded
+
+    @staticmethod
+    def _csrf_ok(request: web.Request, session: WebSession) -> bool:
+        return hmac.compare_digest(request.headers.get("X-CSRF-Token", ""), session.csrf_token)
+
+    @staticmethod
+    def _same_origin(request: web.Request) -> bool:
+        origin = request.headers.get("Origin")
+        return origin is None or origin == f"{request.scheme}://{request.host}"
+
+    def _set_cookie(self, response: web.StreamResponse, request: web.Request, name: str, value: str) -> None:
+        # Secure is set whenever the page came over TLS; plain http is only for loopback development.
+        response.set_cookie(
+            name, value, httponly=True, samesite="Strict", secure=request.secure, path="/", max_age=12 * 3600
+        )
+
+    async def login_form(self, request: web.Request) -> web.Response:
+        token = secrets.token_urlsafe(32)
+        html = (STATIC / "login.html").read_text(encoding="utf-8").replace("{{csrf}}", token)
+        response = web.Response(text=html, content_type="text/html")
+        self._set_cookie(response, request, LOGIN_CSRF_COOKIE, token)
+        return response
+
+    async def login(self, request: web.Request) -> web.Response:
+        form = await request.post()
+        username, password = str(form.get("username", "")), str(form.get("password", ""))
+        cookie_token = request.cookies.get(LOGIN_CSRF_COOKIE, "")
+        if not cookie_token or not hmac.compare_digest(str(form.get("csrf", "")), cookie_token):
+            raise web.HTTPForbidden(text="missing or wrong CSRF token; reload the login page")
+        address, now = request.remote or "?", time.time()
+        if self.limiter.blocked(address, username, now):
+            raise web.HTTPTooManyRequests(text="too many failed logins; try again in a few minutes")
+        account = self.storage.get_agent(username)
+        if account is None or not verify_password(account, password):
+            self.limiter.failed(address, username, now)
+            log.warning("failed login for %r from %s", username, address)
+            raise web.HTTPUnauthorized(text="wrong username or password")
+        session = self.sessions.create(account)
+        target = str(request.query.get("next", ""))
+        if target not in ("/agent", "/dashboard"):
+            target = "/dashboard" if session.has_role("supervisor") else "/agent"
+        response = web.HTTPFound(target)
+        self._set_cookie(response, request, SESSION_COOKIE, session.token)
+        response.del_cookie(LOGIN_CSRF_COOKIE, path="/")
+        raise response
+
+    async def logout(self, request: web.Request) -> web.Response:
+        self.sessions.end(request["web_session"].token)
+        response = web.json_response({"ok": True})
+        response.del_cookie(SESSION_COOKIE, path="/")
+        return response
+
+    def _page(self, name: str) -> Callable[[web.Request], Awaitable[web.Response]]:
+        async def page(request: web.Request) -> web.Response:
+            session: WebSession | None = request.get("web_session")
+            html = (STATIC / name).read_text(encoding="utf-8")
+            html = html.replace("{{csrf}}", session.csrf_token if session else "")
+            html = html.replace("{{username}}", session.username if session else "")
+            return web.Response(text=html, content_type="text/html")
+
+        return page
+
+    # ----- media (callers) -------------------------------------------------------------------------
+
+    async def media(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE_BYTES, heartbeat=20)
+        await ws.prepare(request)
+        call = MediaCall(
+            ws, self.engines, self.center, self.storage, int(self.settings.announce_interval_s * 1000)
+        )
+        self.media_calls.add(call)
+        try:
+            await call.run()
+        except Exception:  # one broken call must not take the server down
+            log.exception("media call failed")
+            await ws.close(code=WSCloseCode.INTERNAL_ERROR, message=b"internal error")
+        finally:
+            self.media_calls.discard(call)
+        return ws
+
+    # ----- agent desk ----------------------------------------------------------------------------
+
+    async def agent_socket(self, request: web.Request) -> web.WebSocketResponse:
+        session: WebSession = request["web_session"]
+        ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE_BYTES, heartbeat=20)
+        await ws.prepare(request)
+        desk = AgentDesk(session.username, ws)
+        await self.center.desk_connected(desk)
+        try:
+            async for msg in ws:
+                if msg.type == WSMsgType.BINARY:
+                    if self.center.talking(desk.username):
+                        desk.inbound.extend(audio_frames(msg.data))
+                elif msg.type == WSMsgType.TEXT:
+                    await self._desk_command(desk, parse_control(msg.data))
+                else:
+                    break
+        except ProtocolViolation as exc:
+            log.warning("agent %s desk closed: %s", desk.username, exc)
+            await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=str(exc).encode()[:120])
+        finally:
+            await self.center.desk_disconnected(desk)
+        return ws
+
+    async def _desk_command(self, desk: AgentDesk, message: dict[str, Any]) -> None:
+        kind, name = message["type"], desk.username
+        try:
+            if kind in ("ready", "not_ready"):
+                await self.center.set_ready(name, kind == "ready")
+            elif kind == "accept":
+                await self.center.accept(name, str(message.get("call_id", "")))
+            elif kind == "hangup":
+                await self.center.agent_hangup(name)
+            elif kind == "wrap_up":
+                disposition, notes = str(message.get("disposition", "")), str(message.get("notes", ""))
+                await self.center.wrap_up(name, disposition, notes)
+            else:
+                raise ProtocolViolation(f"unknown message type '{kind[:32]}'")
+        except (ValueError, KeyError) as exc:  # a stale click (offer gone, call over): tell, don't close
+            await desk.send({"type": "error", "message": str(exc)})
+
+    # ----- dashboard, metrics, reload --------------------------------------------------------------
+
+    def _window_s(self, request: web.Request) -> int:
+        try:
+            return max(60, min(7 * 86400, int(request.query.get("window", DEFAULT_WINDOW_S))))
+        except ValueError:
+            raise web.HTTPBadRequest(text="window must be whole seconds") from None
+
+    async def dashboard_data(self, request: web.Request) -> web.Response:
+        window_s = self._window_s(request)
+        kpis = compute_kpis(self.storage, time.time() - window_s)
+        live = self.center.snapshot()
+        serving = sum(agent["state"] != "not_ready" for agent in live["agents"])
+        forecast = erlang_c_forecast(kpis["queued"], window_s, self.center.acd.aht_s, serving)
+        body = {
+            "window_s": window_s,
+            "kpis": kpis,
+            "live": live,
+            "forecast": forecast,
+            "reloads": self.reloads,
+        }
+        return web.json_response(body)
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        window_s = self._window_s(request)
+        kpis = compute_kpis(self.storage, time.time() - window_s)
+        text = prometheus_text(kpis, self.center.snapshot(), window_s)
+        return web.Response(text=text, content_type="text/plain", charset="utf-8")
+
+    async def reload(self, request: web.Request) -> web.Response:
+        """Admin only: a logged-in admin (with CSRF token) or the local admin token (``voicebot reload``)."""
+        bearer = request.headers.get("Authorization", "").removeprefix("Bearer ")
+        session = self.web_session(request)
+        by_token = hmac.compare_digest(bearer, self.admin_token)
+        by_session = session is not None and session.has_role("admin") and self._csrf_ok(request, session)
+        if not (by_token or by_session):
+            raise web.HTTPForbidden(text="admin only")
+        async with self._reload_lock:
+            try:
+                self.engines = await asyncio.to_thread(reload_engines, self.config, self.engines)
+            except Exception as exc:  # a broken flow or model: keep serving with the old engines
+                log.exception("reload failed")
+                return web.json_response({"ok": False, "error": str(exc)}, status=422)
+            self.reloads += 1
+        log.info("reloaded flow, prompts and NLU model (%d)", self.reloads)
+        return web.json_response({"ok": True, "reloads": self.reloads, "live_calls": len(self.media_calls)})

@@ -1,0 +1,236 @@
+"""The live contact centre: the ACD, connected agent desks, offers, talks and wrap-up, all persisted."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from aiohttp import web
+
+from voicebot.handoff.queue import Acd, Offer, QueuedCall
+from voicebot.handoff.record import HandoffRecord
+from voicebot.storage import DispositionRow, Storage
+
+log = logging.getLogger("voicebot.server")
+DISPOSITIONS = ("resolved", "follow_up", "transferred")
+MAX_AGENT_BUFFERED_FRAMES = 25  # 0.5 s of the agent's microphone; older audio is dropped
+
+
+class CallerLink(Protocol):
+    """The caller's side of a queued call (implemented by the media WebSocket transport)."""
+
+    call_id: str
+
+    def connect_agent(self, agent: AgentDesk) -> None: ...
+    def agent_hung_up(self) -> None: ...
+
+
+@dataclass
+class AgentDesk:
+    """One logged-in agent's desk connection; ``inbound`` holds their microphone frames."""
+
+    username: str
+    ws: web.WebSocketResponse
+    inbound: deque[bytes] = field(default_factory=lambda: deque(maxlen=MAX_AGENT_BUFFERED_FRAMES))
+
+    async def send(self, message: dict[str, Any]) -> None:
+        if not self.ws.closed:
+            await self.ws.send_json(message)
+
+    async def send_audio(self, frame: bytes) -> None:
+        if not self.ws.closed:
+            await self.ws.send_bytes(frame)
+
+
+@dataclass
+class Talk:
+    call: QueuedCall
+    caller: CallerLink
+    started_at: float
+    ended_at: float | None = None
+
+
+class ContactCenter:
+    def __init__(self, storage: Storage, offer_timeout_s: float, dispatch_interval_s: float = 0.2) -> None:
+        self.storage = storage
+        self.acd = Acd(offer_timeout_s)
+        self.dispatch_interval_s = dispatch_interval_s
+        self.desks: dict[str, AgentDesk] = {}
+        self.callers: dict[str, CallerLink] = {}  # queued, by call id
+        self.talks: dict[str, Talk] = {}  # by agent
+        self._task: asyncio.Task[None] | None = None
+
+    # ----- lifecycle -----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        closed = self.storage.close_waiting_entries(time.time())
+        if closed:
+            log.info("closed %d queue entries left open by the previous run", closed)
+        self._task = asyncio.create_task(self._dispatch_forever())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+    async def _dispatch_forever(self) -> None:
+        while True:
+            try:
+                await self.dispatch()
+            except Exception:  # one bad desk or call must not stop the distributor
+                log.exception("dispatch failed")
+            await asyncio.sleep(self.dispatch_interval_s)
+
+    async def dispatch(self) -> None:
+        expired, offers = self.acd.dispatch(time.time())
+        for offer in expired:
+            await self._send_to(offer.agent, {"type": "offer_withdrawn", "call_id": offer.call.call_id})
+            await self._send_state(offer.agent)
+        for offer in offers:
+            await self._offer(offer)
+
+    async def _offer(self, offer: Offer) -> None:
+        call = offer.call
+        message = {
+            "type": "offer",
+            "call_id": call.call_id,
+            "queue": call.queue,
+            "waited_s": round(time.time() - call.entered_at, 1),
+            "pop": call.record.to_dict(),
+        }
+        await self._send_to(offer.agent, message)
+        await self._send_state(offer.agent)
+
+    # ----- callers -------------------------------------------------------------------------------
+
+    def enqueue(self, caller: CallerLink, record: HandoffRecord) -> QueuedCall:
+        now = time.time()
+        self.storage.save_handoff(record)
+        call = QueuedCall(record.call_id, record, entered_at=now)
+        call.entry_id = self.storage.queue_entered(record.call_id, record.queue, now)
+        self.acd.enqueue(call)
+        self.callers[call.call_id] = caller
+        return call
+
+    async def leave_queue(self, call_id: str, result: str) -> None:
+        """The caller left before an agent answered: ``abandoned`` or ``callback``."""
+        self.callers.pop(call_id, None)
+        call = self.acd.remove(call_id, time.time())
+        if call is None:
+            return
+        self.storage.queue_left(call.entry_id, result, time.time())
+        if result == "callback":
+            self.storage.add_callback(call.record, time.time())
+        if call.offered_to is not None:
+            await self._send_to(call.offered_to, {"type": "offer_withdrawn", "call_id": call_id})
+            await self._send_state(call.offered_to)
+
+    async def caller_hung_up(self, call_id: str) -> None:
+        """The caller hung up while talking to an agent: the agent goes to wrap-up."""
+        for agent, talk in list(self.talks.items()):
+            if talk.call.call_id == call_id and talk.ended_at is None:
+                self._end_talk(agent)
+                await self._send_to(agent, {"type": "call_ended", "by": "caller"})
+                await self._send_state(agent)
+
+    # ----- agents --------------------------------------------------------------------------------
+
+    async def desk_connected(self, desk: AgentDesk) -> None:
+        previous = self.desks.get(desk.username)
+        if previous is not None:
+            await previous.ws.close(message=b"signed in elsewhere")
+        self.desks[desk.username] = desk
+        self.acd.login(desk.username, time.time())
+        await self._send_state(desk.username)
+
+    async def desk_disconnected(self, desk: AgentDesk) -> None:
+        if self.desks.get(desk.username) is not desk:
+            return  # replaced by a newer connection
+        del self.desks[desk.username]
+        talk = self.talks.pop(desk.username, None)  # a wrap-up left open is lost with the desk
+        if talk is not None and talk.ended_at is None:
+            talk.caller.agent_hung_up()
+        self.acd.logout(desk.username, time.time())
+
+    def talking(self, username: str) -> bool:
+        talk = self.talks.get(username)
+        return talk is not None and talk.ended_at is None
+
+    async def set_ready(self, username: str, ready: bool) -> None:
+        self.acd.set_ready(username, ready, time.time())
+        await self._send_state(username)
+        await self.dispatch()
+
+    async def accept(self, username: str, call_id: str) -> None:
+        now = time.time()
+        call = self.acd.accept(username, call_id, now)
+        caller = self.callers.pop(call_id)
+        self.storage.queue_left(call.entry_id, "answered", now, agent=username)
+        self.talks[username] = Talk(call, caller, started_at=now)
+        caller.connect_agent(self.desks[username])
+        await self._send_to(username, {"type": "connected", "call_id": call_id})
+        await self._send_state(username)
+
+    async def agent_hangup(self, username: str) -> None:
+        talk = self.talks.get(username)
+        if talk is None or talk.ended_at is not None:
+            raise ValueError(f"agent {username} is not on a call")
+        talk.caller.agent_hung_up()
+        self._end_talk(username)
+        await self._send_to(username, {"type": "call_ended", "by": "agent"})
+        await self._send_state(username)
+
+    async def wrap_up(self, username: str, disposition: str, notes: str) -> None:
+        talk = self.talks.get(username)
+        if talk is None or talk.ended_at is None:
+            raise ValueError(f"agent {username} has no call to wrap up")
+        if disposition not in DISPOSITIONS:
+            raise ValueError(f"disposition must be one of {', '.join(DISPOSITIONS)}")
+        now = time.time()
+        del self.talks[username]
+        self.storage.save_disposition(
+            DispositionRow(
+                talk.call.call_id, username, disposition, notes[:2000], talk.started_at, talk.ended_at, now
+            )
+        )
+        self.acd.record_handle_time(now - talk.started_at)
+        self.acd.finish_wrap_up(username, now)
+        await self._send_state(username)
+        await self.dispatch()
+
+    def _end_talk(self, username: str) -> None:
+        self.talks[username].ended_at = time.time()
+        self.acd.end_talk(username, time.time())
+
+    async def _send_state(self, username: str) -> None:
+        seat = self.acd.agents.get(username)
+        if seat is not None:
+            await self._send_to(username, {"type": "state", "state": seat.state, "call_id": seat.call_id})
+
+    async def _send_to(self, username: str, message: dict[str, Any]) -> None:
+        desk = self.desks.get(username)
+        if desk is not None:
+            await desk.send(message)
+
+    # ----- live view -----------------------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        now = time.time()
+        queues: dict[str, list[dict[str, Any]]] = {}
+        for call in self.acd.waiting():
+            queues.setdefault(call.queue, []).append(
+                {
+                    "call_id": call.call_id,
+                    "reason": call.record.reason,
+                    "waiting_s": round(now - call.entered_at, 1),
+                    "offered_to": call.offered_to,
+                }
+            )
+        agents = [
+            {"username": seat.username, "state": seat.state, "for_s": round(now - seat.since, 1)}
+            for seat in sorted(self.acd.agents.values(), key=lambda seat: seat.username)
+        ]
+        return {"queues": queues, "agents": agents, "aht_s": round(self.acd.aht_s, 1)}

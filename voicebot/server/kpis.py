@@ -1,0 +1,127 @@
+"""Contact-centre figures over a time window, with the definitions used (see docs/server.md).
+
+- containment: bot sessions ended without a transfer / bot sessions
+- transfer rate by reason: escalations with that reason / bot sessions
+- ASA: total queue wait of answered calls / answered calls
+- average wait: total queue wait of all calls that left the queue / those calls
+- abandonment rate: abandoned / (answered + abandoned), abandons under 5 s not counted
+- average time to abandon: total wait of abandoned calls / abandoned calls
+- service level (20 s): answered within 20 s / (answered + abandoned)
+- AHT: (talk + wrap-up) / handled calls;  FCR: dispositions 'resolved' / dispositions
+- bot turn latency: caller's end of speech -> first bot audio, p50 / p95
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import Counter
+from typing import Any
+
+from voicebot.handoff.queue import erlang_c_asa, erlang_c_service_level
+from voicebot.storage import Storage
+
+SHORT_ABANDON_S = 5.0
+SERVICE_LEVEL_S = 20.0
+
+
+def _mean(values: list[float]) -> float | None:
+    return round(statistics.fmean(values), 2) if values else None
+
+
+def _ratio(part: float, whole: float) -> float | None:
+    return round(part / whole, 3) if whole else None
+
+
+def _percentile(values: list[float], fraction: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, int(fraction * len(ordered)))], 1)
+
+
+def compute_kpis(storage: Storage, since: float) -> dict[str, Any]:
+    calls = [c for c in storage.calls_since(since) if c.outcome is not None]
+    entries = [e for e in storage.queue_entries_since(since) if e.waited_s is not None]
+    answered = [e.waited_s or 0.0 for e in entries if e.result == "answered"]
+    abandoned = [e.waited_s or 0.0 for e in entries if e.result == "abandoned"]
+    counted_abandons = [w for w in abandoned if w >= SHORT_ABANDON_S]
+    offered = len(answered) + len(counted_abandons)
+    dispositions = storage.dispositions_since(since)
+    reasons = Counter(reason for _, reason in storage.escalations_since(since))
+    latencies = storage.turn_latencies_since(since)
+    bot_sessions = len(calls)
+    return {
+        "calls": bot_sessions,
+        "contained": sum(c.outcome == "contained" for c in calls),
+        "containment_rate": _ratio(sum(c.outcome == "contained" for c in calls), bot_sessions),
+        "transfers_by_reason": dict(reasons),
+        "transfer_rate_by_reason": {r: _ratio(n, bot_sessions) for r, n in reasons.items()},
+        "answered": len(answered),
+        "abandoned": len(abandoned),
+        "callbacks": sum(e.result == "callback" for e in entries),
+        "queued": len(storage.queue_entries_since(since)),
+        "asa_s": _mean(answered),
+        "average_wait_s": _mean([e.waited_s or 0.0 for e in entries]),
+        "abandonment_rate": _ratio(len(counted_abandons), offered),
+        "average_time_to_abandon_s": _mean(abandoned),
+        "service_level_20s": _ratio(sum(w <= SERVICE_LEVEL_S for w in answered), offered),
+        "aht_s": _mean([d.handle_s for d in dispositions]),
+        "fcr": _ratio(sum(d.disposition == "resolved" for d in dispositions), len(dispositions)),
+        "turn_latency_p50_ms": _percentile(latencies, 0.5),
+        "turn_latency_p95_ms": _percentile(latencies, 0.95),
+    }
+
+
+def erlang_c_forecast(arrivals: int, window_s: float, aht_s: float, agents: int) -> dict[str, float | None]:
+    """What Erlang C predicts for the window's arrival rate with the agents serving now."""
+    calls_per_s = arrivals / window_s
+    if not arrivals or not agents:
+        return {"asa_s": None, "service_level_20s": None}
+    asa = erlang_c_asa(calls_per_s, aht_s, agents)
+    return {
+        "asa_s": None if math.isinf(asa) else round(asa, 1),
+        "service_level_20s": round(erlang_c_service_level(calls_per_s, aht_s, agents, SERVICE_LEVEL_S), 3),
+    }
+
+
+def prometheus_text(kpis: dict[str, Any], live: dict[str, Any], window_s: int) -> str:
+    """The figures in Prometheus' text exposition format (gauges over the window)."""
+    lines: list[str] = []
+
+    def gauge(name: str, help_text: str, samples: list[tuple[str, float]]) -> None:
+        lines.append(f"# HELP voicebot_{name} {help_text}")
+        lines.append(f"# TYPE voicebot_{name} gauge")
+        lines.extend(f"voicebot_{name}{labels} {value}" for labels, value in samples)
+
+    window = f'window="{window_s}s"'
+    for key, help_text in (
+        ("calls", "bot sessions ended in the window"),
+        ("containment_rate", "bot sessions ended without transfer / bot sessions"),
+        ("answered", "queued calls answered by an agent"),
+        ("abandoned", "queued calls abandoned by the caller"),
+        ("asa_s", "average speed of answer, seconds"),
+        ("abandonment_rate", "abandoned (>= 5 s) / (answered + abandoned)"),
+        ("average_time_to_abandon_s", "average wait of abandoned calls, seconds"),
+        ("service_level_20s", "answered within 20 s / (answered + abandoned)"),
+        ("aht_s", "average handle time (talk + wrap-up), seconds"),
+        ("fcr", "first-contact resolution from dispositions"),
+        ("turn_latency_p50_ms", "bot turn latency median, ms"),
+        ("turn_latency_p95_ms", "bot turn latency 95th percentile, ms"),
+    ):
+        if kpis[key] is not None:
+            gauge(key, help_text, [(f"{{{window}}}", kpis[key])])
+    gauge(
+        "transfers",
+        "escalations to an agent by reason",
+        [(f'{{{window},reason="{r}"}}', n) for r, n in sorted(kpis["transfers_by_reason"].items())],
+    )
+    gauge(
+        "queue_waiting",
+        "calls waiting in each queue now",
+        [(f'{{queue="{q}"}}', len(calls)) for q, calls in sorted(live["queues"].items())],
+    )
+    states = Counter(agent["state"] for agent in live["agents"])
+    by_state = [(f'{{state="{state}"}}', n) for state, n in sorted(states.items())]
+    gauge("agents", "logged-in agents by state now", by_state)
+    return "\n".join(lines) + "\n"
