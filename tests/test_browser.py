@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
 import shutil
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import playwright.sync_api as playwright
 import pytest
 from aiohttp import web
 
@@ -21,9 +23,10 @@ from voicebot.server.auth import make_account
 from voicebot.tts.base import Synthesizer
 from voicebot.tts.piper_engine import synthesize_all
 
-playwright = pytest.importorskip("playwright.sync_api")
+# `make setup` installs Debian's chromium; without it these tests fail (they never skip).
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium is not installed")
+# Set to a folder (e.g. docs/screenshots) to keep pictures of the pages for the docs.
+SCREENSHOTS = os.environ.get("VOICEBOT_SCREENSHOTS")
 WAIT_MS = 60_000  # upper bound for waits; the tests never assert on timing
 CHROMIUM_FLAGS = [
     "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream", "--no-sandbox",
@@ -93,6 +96,12 @@ def log_in(page: playwright.Page, url: str, path: str, username: str) -> None:
     page.wait_for_url(f"{url}{path}")
 
 
+def snapshot(page: playwright.Page, name: str) -> None:
+    if SCREENSHOTS:
+        Path(SCREENSHOTS).mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(Path(SCREENSHOTS) / f"{name}.png"), full_page=True)
+
+
 def queue_message(page: playwright.Page) -> dict:
     page.wait_for_function("window.phone.messages.some(m => m.type === 'queue')", timeout=WAIT_MS)
     return page.evaluate("window.phone.messages.find(m => m.type === 'queue')")
@@ -120,6 +129,8 @@ def test_spoken_request_reaches_an_agent_with_screen_pop_and_two_way_audio(
         assert "talk_to_agent" in agent.inner_text("#pop-intents")
         assert "person" in agent.inner_text("#pop-transcript").lower()
         assert agent.inner_text("#pop-language") == "en"
+        snapshot(agent, "agent-desk-offer-screen-pop")
+        snapshot(caller, "softphone-in-queue")
         agent.click("#accept")
         agent.wait_for_function("window.desk.state === 'talking'", timeout=WAIT_MS)
         caller.wait_for_function(
@@ -165,6 +176,7 @@ def test_second_caller_abandons_and_a_callback_survives_a_restart(
             "window.dashboard.data && window.dashboard.data.kpis.abandoned === 1", timeout=WAIT_MS
         )
         assert dashboard.inner_text("[data-kpi='Abandoned'] b") == "1"
+        snapshot(dashboard, "dashboard-one-abandoned")
         first.click("button[data-key='1']")  # ask for a callback instead of waiting
         first.wait_for_function("window.phone.state === 'ended'", timeout=WAIT_MS)
     finally:

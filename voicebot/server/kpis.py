@@ -48,7 +48,9 @@ def compute_kpis(storage: Storage, since: float) -> dict[str, Any]:
     counted_abandons = [w for w in abandoned if w >= SHORT_ABANDON_S]
     offered = len(answered) + len(counted_abandons)
     dispositions = storage.dispositions_since(since)
-    reasons = Counter(reason for _, reason in storage.escalations_since(since))
+    # Only escalations of sessions counted above, so a rate never exceeds 100 % while calls still wait.
+    ended = {c.call_id for c in calls}
+    reasons = Counter(reason for call_id, reason in storage.escalations_since(since) if call_id in ended)
     latencies = storage.turn_latencies_since(since)
     bot_sessions = len(calls)
     return {
