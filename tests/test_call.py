@@ -155,10 +155,10 @@ def test_cli_call_rejects_empty_wav(tmp_path: Path, capsys: pytest.CaptureFixtur
     ("text", "message"),
     [
         ("name: x\n", r"x\.yml:1: 'turns' must be a non-empty list"),
-        ("turns:\n  - say: hi\n    shout: hey\n", r"x\.yml:3: unknown turn key 'shout'"),
+        ("turns:\n  - say: hi\n    shout: hey\n", r"x\.yml:3: turn: unknown key 'shout'"),
         ("turns:\n  - dtmf: '12a'\n", r"x\.yml:2: dtmf '12a'"),
         ("turns:\n  - audio: missing.wav\n", r"x\.yml:2: audio file .*missing\.wav not found"),
-        ("turns:\n  - say: hi\n    expect: {mood: happy}\n", r"x\.yml:3: unknown expectation 'mood'"),
+        ("turns:\n  - say: hi\n    expect: {mood: happy}\n", r"x\.yml:3: expect: unknown key 'mood'"),
         ("turns:\n  - say: hi\noutcome: happy\n", r"x\.yml:3: outcome must be one of"),
         ("turns: [\n", r"x\.yml:\d+: invalid YAML"),
     ],

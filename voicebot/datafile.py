@@ -60,3 +60,11 @@ def require_mapping(value: Any, path: Path, what: str, line: int | None = None) 
     if not isinstance(value, LineDict):
         raise DataFileError(path, f"{what} must be a mapping", line)
     return value
+
+
+def reject_unknown_keys(mapping: LineDict, known: set[str], path: Path, what: str) -> None:
+    """Typos in designers' files fail loudly, at the line of the first unknown key."""
+    unknown = sorted(set(mapping) - known)
+    if unknown:
+        message = f"{what}: unknown key '{unknown[0]}' (known: {', '.join(sorted(known))})"
+        raise DataFileError(path, message, mapping.line_of(unknown[0]))

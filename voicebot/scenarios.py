@@ -27,7 +27,7 @@ from typing import Any
 from voicebot.audio.degrade import add_noise, telephone_channel
 from voicebot.audio.wav import load_wav
 from voicebot.call import CallSession, Fault
-from voicebot.datafile import LineDict, load_yaml, require_mapping
+from voicebot.datafile import LineDict, load_yaml, reject_unknown_keys, require_mapping
 from voicebot.engines import Engines
 from voicebot.errors import AudioFormatError, DataFileError
 from voicebot.events import CallEvent
@@ -99,26 +99,14 @@ class ScenarioResult:
 
 def _turn(raw: Any, path: Path, line: int) -> ScenarioTurn:
     spec = require_mapping(raw, path, "a turn", line)
-    unknown = set(spec) - TURN_KEYS
-    if unknown:
-        key = sorted(unknown)[0]
-        raise DataFileError(
-            path, f"unknown turn key '{key}' (known: {', '.join(sorted(TURN_KEYS))})", spec.line_of(key)
-        )
+    reject_unknown_keys(spec, TURN_KEYS, path, "turn")
     actions = [k for k in ("say", "audio", "dtmf", "silent", "hangup") if spec.get(k)]
     if len(actions) != 1:
         raise DataFileError(
             path, "each turn needs exactly one of say, audio, dtmf, silent, hangup", spec.line
         )
     expect = require_mapping(spec.get("expect", LineDict()), path, "expect", spec.line_of("expect"))
-    unknown = set(expect) - EXPECT_KEYS
-    if unknown:
-        key = sorted(unknown)[0]
-        raise DataFileError(
-            path,
-            f"unknown expectation '{key}' (known: {', '.join(sorted(EXPECT_KEYS))})",
-            expect.line_of(key),
-        )
+    reject_unknown_keys(expect, EXPECT_KEYS, path, "expect")
     audio = spec.get("audio")
     dtmf = str(spec.get("dtmf", "") or "")
     if dtmf and not re.fullmatch(r"[0-9*#]+", dtmf):

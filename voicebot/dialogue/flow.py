@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from voicebot.datafile import LineDict, load_yaml, require_mapping
+from voicebot.datafile import LineDict, load_yaml, reject_unknown_keys, require_mapping
 from voicebot.errors import DataFileError
 
 # Global behaviours a flow can bind to intents or keys at every node.
@@ -212,14 +212,7 @@ _NODE_KEYS = {
 
 def _node(name: str, raw: Any, path: Path, line: int) -> Node:
     spec = require_mapping(raw, path, f"node '{name}'", line)
-    unknown = set(spec) - _NODE_KEYS
-    if unknown:
-        key = sorted(unknown)[0]
-        raise DataFileError(
-            path,
-            f"node '{name}': unknown key '{key}' (known: {', '.join(sorted(_NODE_KEYS))})",
-            spec.line_of(key),
-        )
+    reject_unknown_keys(spec, _NODE_KEYS, path, f"node '{name}'")
     routes = require_mapping(spec.get("routes", LineDict()), path, "routes", spec.line_of("routes"))
     dtmf = require_mapping(spec.get("dtmf", LineDict()), path, "dtmf", spec.line_of("dtmf"))
     node = Node(
