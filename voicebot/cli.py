@@ -19,6 +19,8 @@ from voicebot.designer.commands import add_commands as add_designer_commands
 from voicebot.errors import VoicebotError
 from voicebot.events import CallEvent, TraceWriter
 from voicebot.server.commands import add_commands as add_server_commands
+from voicebot.tester_commands import add_commands as add_tester_commands
+from voicebot.tester_commands import add_from_session
 
 log = logging.getLogger("voicebot")
 DEMO_SCENARIO = PROJECT_ROOT / "prompts" / "demo" / "demo_call.yml"
@@ -265,7 +267,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--paced", action="store_true")
     run.add_argument("--verbose", action="store_true", help="print each conversation")
     run.set_defaults(handler=cmd_scenarios)
+    add_from_session(scenario_commands)
     add_server_commands(commands)
+    add_tester_commands(commands)
     return parser
 
 
