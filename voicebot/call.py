@@ -274,6 +274,8 @@ class CallSession:
         voiced_ms = self.endpointer.voiced_ms
         if utterance.speculated_voiced_ms == voiced_ms:
             return  # already recognising exactly this speech
+        if utterance.speculation is not None and not utterance.speculation.done():
+            return  # a stale guess still runs: queueing another would only compete for the CPU
         utterance.speculated_voiced_ms = voiced_ms
         utterance.speculation = asyncio.create_task(self._speculate(utterance.stream))
 
