@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import shutil
+from pathlib import Path
 
 import pytest
 
 from voicebot.config import Config, load_config
+from voicebot.demo.bank import seed
 from voicebot.engines import Engines, load_engines, load_synthesizer
 from voicebot.nlu.rasa_engine import train
 from voicebot.tts.base import Synthesizer
@@ -30,3 +33,18 @@ def engines(config: Config) -> Engines:
 def caller_voice(config: Config) -> Synthesizer:
     """Scripted callers speak with Piper a little slower than the bot."""
     return load_synthesizer(config, config.language, length_scale=1.1)
+
+
+@pytest.fixture(scope="session")
+def seeded_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("template") / "bank.sqlite3"
+    seed(path)
+    return path
+
+
+@pytest.fixture
+def db_path(seeded_template: Path, tmp_path: Path) -> Path:
+    """A fresh demo bank per test: a copy of one seeded database (seeding hashes PINs slowly on purpose)."""
+    path = tmp_path / seeded_template.name
+    shutil.copyfile(seeded_template, path)
+    return path

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import shutil
 import sqlite3
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date, time
@@ -21,21 +20,6 @@ from voicebot.tts.speech_format import (
 
 JANE = "12345678"
 JOHN = "87654321"
-
-
-@pytest.fixture(scope="session")
-def seeded_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("template") / "bank.sqlite3"
-    seed(path)
-    return path
-
-
-@pytest.fixture
-def db_path(seeded_template: Path, tmp_path: Path) -> Path:
-    # Seeding hashes PINs with deliberately slow PBKDF2, so each test gets a copy of one seeded database.
-    path = tmp_path / seeded_template.name
-    shutil.copyfile(seeded_template, path)
-    return path
 
 
 @pytest.fixture

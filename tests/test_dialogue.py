@@ -9,7 +9,7 @@ import pytest
 
 from voicebot.config import PROJECT_ROOT, Config
 from voicebot.demo.actions import register_bank_actions
-from voicebot.demo.bank import AcmeBank, seed
+from voicebot.demo.bank import AcmeBank
 from voicebot.dialogue.actions import ActionRegistry
 from voicebot.dialogue.flow import Flow, check_against_nlu, load_flow
 from voicebot.dialogue.manager import DialogueManager, Handoff, Hangup, Output, Say
@@ -24,19 +24,10 @@ def flow() -> Flow:
     return load_flow(PROJECT_ROOT / "prompts")
 
 
-@pytest.fixture(scope="module")
-def bank_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("bank") / "bank.sqlite"
-    seed(path)
-    return path
-
-
 @pytest.fixture
-def dialogue(flow: Flow, bank_db: Path, tmp_path: Path) -> DialogueManager:
-    db = tmp_path / "bank.sqlite"
-    shutil.copy(bank_db, db)
+def dialogue(flow: Flow, db_path: Path) -> DialogueManager:
     actions = ActionRegistry()
-    register_bank_actions(actions, AcmeBank(db))
+    register_bank_actions(actions, AcmeBank(db_path))
     events: list[CallEvent] = []
     manager = DialogueManager(
         flow, "en", actions, Config().policy, call_id="test", caller_id="+15550100", emit=events.append

@@ -52,8 +52,8 @@ async def running_server(engines: Engines, tmp_path: Path, **settings: Any) -> A
         await test_server.close()
 
 
-class Caller:
-    """A media WebSocket client that keeps every control message and the bot's audio."""
+class SocketPeer:
+    """A WebSocket client that keeps every control message and counts the audio frames it hears."""
 
     def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         self.ws = ws
@@ -69,6 +69,10 @@ class Caller:
             elif msg.type == WSMsgType.BINARY:
                 self.frames += 1
                 self.loud_frames += loud(msg.data)
+
+
+class Caller(SocketPeer):
+    """The media WebSocket's caller side."""
 
     def got(self, kind: str) -> dict[str, Any] | None:
         return next((m for m in self.messages if m["type"] == kind), None)
@@ -109,20 +113,12 @@ async def login(session: aiohttp.ClientSession, server: TestServer, username: st
     return await session.post(server.make_url("/login"), data=data, allow_redirects=False)
 
 
-class Desk:
+class Desk(SocketPeer):
+    """An agent desk's WebSocket."""
+
     def __init__(self, username: str, ws: aiohttp.ClientWebSocketResponse) -> None:
         self.username = username
-        self.ws = ws
-        self.messages: list[dict[str, Any]] = []
-        self.loud_frames = 0
-        self.task = asyncio.create_task(self._read())
-
-    async def _read(self) -> None:
-        async for msg in self.ws:
-            if msg.type == WSMsgType.TEXT:
-                self.messages.append(msg.json())
-            elif msg.type == WSMsgType.BINARY:
-                self.loud_frames += loud(msg.data)
+        super().__init__(ws)
 
     @property
     def state(self) -> str | None:
