@@ -59,7 +59,7 @@ def test_trace_has_every_stage_in_order(engines: Engines, caller_voice: Synthesi
 
 
 def test_escalation_stores_a_complete_handoff(engines: Engines, caller_voice: Synthesizer) -> None:
-    session = CallSession(engines, caller_id="+15550123")
+    session = CallSession(engines, caller_id="+15550123", on_handoff=engines.call_store.save_handoff)
     turns = [
         spoken(caller_voice, "I want to dispute a charge on my card"),
         CallerTurn(dtmf="12345678"),
@@ -84,7 +84,9 @@ def test_escalation_stores_a_complete_handoff(engines: Engines, caller_voice: Sy
 def test_engine_fault_is_announced_and_escalated(
     engines: Engines, caller_voice: Synthesizer, stage: str
 ) -> None:
-    session = CallSession(engines, faults=(Fault(stage, turn=1),))
+    session = CallSession(
+        engines, faults=(Fault(stage, turn=1),), on_handoff=engines.call_store.save_handoff
+    )
     # The answer (an address) is not a cached prompt, so turn 1 runs every stage including TTS.
     asyncio.run(run_simulated_call(session, [spoken(caller_voice, "where is the downtown branch")]))
     kinds = [e.type for e in session.events]

@@ -43,6 +43,7 @@ from voicebot.events import (
     TtsFirstAudio,
     TtsStarted,
 )
+from voicebot.handoff.record import HandoffRecord
 from voicebot.nlu.base import NluResult
 
 log = logging.getLogger("voicebot.call")
@@ -104,6 +105,7 @@ class CallSession:
         call_id: str | None = None,
         listeners: list[Callable[[CallEvent], None]] | None = None,
         faults: tuple[Fault, ...] = (),
+        on_handoff: Callable[[HandoffRecord], None] | None = None,
     ) -> None:
         self.engines = engines
         self.config = engines.config
@@ -112,6 +114,7 @@ class CallSession:
         self.language = language or self.config.language
         self.listeners = list(listeners or [])
         self.faults = faults
+        self._on_handoff = on_handoff
         self.events: list[CallEvent] = []
         self.audio_ms = 0
         self.outcome: str | None = None
@@ -126,7 +129,7 @@ class CallSession:
             emit=self.emit,
         )
         self._utterance: _Utterance | None = None
-        self._playlist: deque[_Speech | Handoff | Hangup] = deque()
+        self._playlist: deque[_Speech | Hangup] = deque()
         self._idle_ms = 0
         # Wall time the caller's turn ended and how long the endpointer waited for it (latency).
         self._turn_end: tuple[float, int] | None = None
@@ -147,6 +150,19 @@ class CallSession:
     @property
     def ended(self) -> bool:
         return self.outcome is not None
+
+    @property
+    def handoff(self) -> HandoffRecord | None:
+        """The handoff record once the dialogue has escalated the call."""
+        return self.dialogue.handoff
+
+    @property
+    def collecting_secret(self) -> bool:
+        return self.dialogue.collecting_secret
+
+    @property
+    def in_speech(self) -> bool:
+        return self.endpointer.in_speech
 
     @property
     def bot_speaking(self) -> bool:
@@ -378,6 +394,12 @@ class CallSession:
 
     async def _enqueue(self, outputs: list[Output]) -> None:
         for output in outputs:
+            if isinstance(output, Handoff):
+                # The owner (contact centre or CLI) stores it now, so a caller who hangs up during
+                # the transfer prompt still leaves a record.
+                if self._on_handoff is not None:
+                    self._on_handoff(output.record)
+                continue
             if not isinstance(output, Say):
                 self._playlist.append(output)
                 continue
@@ -423,10 +445,6 @@ class CallSession:
     async def _next_bot_frame(self) -> bytes:
         while self._playlist:
             head = self._playlist[0]
-            if isinstance(head, Handoff):
-                self._playlist.popleft()
-                self.engines.call_store.save_handoff(head.record)
-                continue
             if isinstance(head, Hangup):
                 self._playlist.clear()
                 self._finish(head.outcome, "bot_hangup")
@@ -470,7 +488,7 @@ class CallSession:
 
     def _stop_playback(self, interrupted: bool, keep_uninterruptible: bool = False) -> None:
         """Drops queued speech (markers stay); a barge-in keeps prompts marked not interruptible."""
-        kept: deque[_Speech | Handoff | Hangup] = deque()
+        kept: deque[_Speech | Hangup] = deque()
         for item in self._playlist:
             if isinstance(item, _Speech) and keep_uninterruptible and not item.say.interruptible:
                 kept.append(item)

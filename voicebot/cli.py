@@ -73,7 +73,9 @@ def cmd_call(args: argparse.Namespace, config: Config) -> int:
     listeners: list[Callable[[CallEvent], None]] = [conversation_printer()]
     if trace:
         listeners.append(trace)
-    session = CallSession(engines, caller_id=args.caller_id, listeners=listeners)
+    session = CallSession(
+        engines, caller_id=args.caller_id, listeners=listeners, on_handoff=engines.call_store.save_handoff
+    )
     call = asyncio.run(run_simulated_call(session, turns, paced=args.paced))
     if trace:
         trace.close()

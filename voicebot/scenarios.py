@@ -205,6 +205,7 @@ async def run_scenario(
         caller_id=scenario.caller_id,
         faults=(scenario.fault,) if scenario.fault else (),
         listeners=listeners,
+        on_handoff=engines.call_store.save_handoff,
     )
     call = await run_simulated_call(session, turns, paced=paced)
     return judge(

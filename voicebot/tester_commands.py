@@ -145,7 +145,7 @@ def cmd_mic(args: argparse.Namespace, config: Config) -> int:
         return 0
     check_devices(args.input, args.output)  # before the engines' seconds of loading
     engines = load_engines(config)
-    session = CallSession(engines, caller_id=args.caller_id)
+    session = CallSession(engines, caller_id=args.caller_id, on_handoff=engines.call_store.save_handoff)
     folder = session_folder(Path(args.sessions_dir), session.call_id)
     recorder = SessionRecorder(folder, session)
     suppressor = None if args.no_echo_suppression else EchoSuppressor(margin_db=args.echo_margin_db)
