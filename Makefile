@@ -16,6 +16,7 @@ test: setup
 	.venv/bin/python -m pytest -q
 
 lint: setup
+	.venv/bin/lint-imports
 	.venv/bin/ruff check voicebot tests scripts
 	.venv/bin/ruff format --check voicebot tests scripts
 

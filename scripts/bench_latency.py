@@ -20,8 +20,8 @@ from typing import Any
 from tabulate import tabulate
 
 from voicebot.call import CallSession
-from voicebot.cli import quiet_third_party_logs
 from voicebot.config import PROJECT_ROOT, load_config
+from voicebot.console import quiet_console
 from voicebot.engines import Engines, load_engines, load_synthesizer
 from voicebot.events import CallEvent
 from voicebot.transports.simulated import CallerTurn, run_simulated_call
@@ -90,7 +90,7 @@ def main() -> None:
     parser.add_argument("--levels", type=int, nargs="+", default=[1, 5, 10])
     parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "reports" / "bench_latency.json")
     args = parser.parse_args()
-    quiet_third_party_logs()
+    quiet_console(verbose=False)
     random.seed(1)
     config = load_config()
     load_started = time.monotonic()
@@ -101,7 +101,8 @@ def main() -> None:
         [CallerTurn(audio=synthesize_all(caller_voice, line)) for line in script] for script in CALLER_SCRIPTS
     ]
     results = [asyncio.run(run_level(engines, scripts, n)) for n in args.levels]
-    report = {"engines_load_s": round(load_s, 1), "asr": engines.recognizer.name, "levels": results}
+    asr = engines.for_language(config.language).recognizer.name
+    report = {"engines_load_s": round(load_s, 1), "asr": asr, "levels": results}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2))
     print(json.dumps(report, indent=2))

@@ -117,10 +117,13 @@ def _f1(tp: int, fp: int, fn: int) -> float:
 def _gold_examples(test_dir: Path) -> list[tuple[str, str, set[tuple[str, Any]]]]:
     from rasa.shared.nlu.training_data.loading import load_data
 
+    # Gold values mapped by the training data's synonyms, as the model's EntitySynonymMapper maps its own.
+    synonyms = load_data(str(test_dir.parent.parent / test_dir.name)).entity_synonyms
     examples = []
     for message in load_data(str(test_dir)).intent_examples:
         entities = {
-            (e["entity"], canonical_value(e["entity"], e["value"])) for e in message.get("entities", [])
+            (e["entity"], canonical_value(e["entity"], synonyms.get(str(e["value"]).lower(), e["value"])))
+            for e in message.get("entities", [])
         }
         examples.append((message.get("text"), message.get("intent"), entities))
     return examples

@@ -60,7 +60,7 @@ def main() -> None:
 
     start = time.perf_counter()
     synthesizer = PiperSynthesizer(
-        find_voice(args.voice, [config.path("models/piper")]), length_scale=args.length_scale
+        find_voice(args.voice, [config.path(config.tts.voices_dir)]), length_scale=args.length_scale
     )
     load_s = time.perf_counter() - start
     measure(synthesizer, PROMPTS["one sentence"])  # warm-up: onnxruntime allocates on the first run

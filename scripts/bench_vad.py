@@ -14,7 +14,6 @@ to show how often a hesitation splits one answer into two utterances. Prints JSO
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import statistics
 import time
@@ -202,7 +201,7 @@ def mode_sweep(track: Track) -> list[dict[str, object]]:
     noise_only = conditions(silence(NOISE_ONLY_MS))  # noise at the level that would accompany the speech
     rows: list[dict[str, object]] = []
     for mode in MODES:
-        config = dataclasses.replace(EndpointConfig(), vad_mode=mode)
+        config = EndpointConfig(vad_mode=mode)
         for name, pcm in conditions(track.pcm).items():
             row = score(config, Track(pcm, track.phrases_ms))
             rows.append(
@@ -222,7 +221,7 @@ def end_silence_sweep(tracks_by_pause: dict[int, Track], vad_mode: int) -> list[
     degraded_by_pause = {pause: conditions(track.pcm) for pause, track in tracks_by_pause.items()}
     rows: list[dict[str, object]] = []
     for end_silence_ms in END_SILENCES_MS:
-        config = dataclasses.replace(EndpointConfig(), vad_mode=vad_mode, end_silence_ms=end_silence_ms)
+        config = EndpointConfig(vad_mode=vad_mode, end_silence_ms=end_silence_ms)
         for name in degraded_by_pause[PAUSES_MS[0]]:
             scores = {
                 pause: score(config, Track(degraded[name], tracks_by_pause[pause].phrases_ms))
@@ -322,7 +321,7 @@ def main() -> None:
     by_mode = mode_sweep(phrases)
     by_end_silence = end_silence_sweep(tracks_by_pause, args.mode)
     results = {
-        "endpoint_defaults": dataclasses.asdict(EndpointConfig()),
+        "endpoint_defaults": EndpointConfig().dict(),
         "speech_dbfs": SPEECH_DBFS,
         "noise_only_minutes": NOISE_ONLY_MS / 60_000,
         "by_vad_mode": by_mode,

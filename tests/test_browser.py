@@ -18,7 +18,7 @@ from aiohttp import web
 from voicebot.audio import SAMPLE_RATE
 from voicebot.audio.wav import write_wav
 from voicebot.engines import Engines
-from voicebot.server.app import ServerSettings, VoicebotServer
+from voicebot.server.app import VoicebotServer
 from voicebot.server.auth import make_account
 from voicebot.tts.base import Synthesizer
 from voicebot.tts.piper_engine import synthesize_all
@@ -39,8 +39,8 @@ class ServerThread:
     """The server on its own event loop in a thread, so the (synchronous) Playwright API can drive it."""
 
     def __init__(self, engines: Engines, data_dir: Path) -> None:
-        config = dataclasses.replace(engines.config, data_dir=str(data_dir))
-        self.server = VoicebotServer(dataclasses.replace(engines, config=config), ServerSettings())
+        config = engines.config.replace(data_dir=str(data_dir))
+        self.server = VoicebotServer(dataclasses.replace(engines, config=config), config.server)
         self.runner = web.AppRunner(self.server.app())
         self.loop = asyncio.new_event_loop()
         listening = threading.Event()

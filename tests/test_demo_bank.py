@@ -1,15 +1,21 @@
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date, time
 from pathlib import Path
 
 import pytest
 
+from voicebot.config import Config
+from voicebot.demo import database_path
 from voicebot.demo.actions import register_bank_actions
 from voicebot.demo.bank import AcmeBank, BusinessRuleError, seed
 from voicebot.dialogue.actions import ActionContext, ActionRegistry, ActionResult
+from voicebot.engines import load_actions
+from voicebot.errors import DataFileError
 from voicebot.tts.speech_format import (
     spoken_date,
     spoken_list,
@@ -345,3 +351,66 @@ def test_dispute_charge_by_amount_or_latest(registry: ActionRegistry, bank: Acme
     references = [request.reference for request in bank.service_requests(JANE)]
     assert [by_amount["reference"], latest["reference"]] == [" ".join(ref) for ref in references]
     assert run_action(registry, "dispute_charge", amount=1.23).error_prompt == "dispute_not_found"
+
+
+# --- the demo as an actions plugin ------------------------------------------------------------------
+
+
+def test_the_default_plugin_is_the_demo_bank_seeded_once(config: Config, tmp_path: Path) -> None:
+    assert Config().plugins == ["voicebot.demo"]
+    settings = config.replace(data_dir=str(tmp_path))
+    registry = load_actions(settings)
+    assert {"verify_caller", "get_balance", "block_card"} <= set(registry.names())
+    seeded = table_counts(database_path(settings))
+    assert seeded["customers"] == 3
+    load_actions(settings)  # another process or a reload: the data callers changed stays
+    assert table_counts(database_path(settings)) == seeded
+
+
+def test_plugins_are_entry_point_names_or_dotted_paths(
+    config: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "greeting_actions.py").write_text(
+        "from voicebot.dialogue.actions import ActionResult\n"
+        "def register(registry, config):\n"
+        "    registry.register('greet', lambda context: ActionResult({'caller': context.caller_id}))\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    # "demo" is the entry point pyproject.toml declares in the voicebot.actions group.
+    registry = load_actions(config.replace(data_dir=str(tmp_path), plugins=["demo", "greeting_actions"]))
+    assert "get_balance" in registry
+    assert registry.run("greet", ActionContext(slots={}, caller_id="+1555")) == ActionResult(
+        {"caller": "+1555"}
+    )
+
+
+@pytest.mark.parametrize(
+    ("module", "source", "message"),
+    [
+        ("missing_actions", None, "actions plugin 'missing_actions' cannot be imported"),
+        ("registerless_actions", "ACTIONS = []\n", "actions plugin 'registerless_actions' has no register"),
+    ],
+)
+def test_a_broken_plugin_is_named(
+    config: Config,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    module: str,
+    source: str | None,
+    message: str,
+) -> None:
+    if source is not None:
+        (tmp_path / f"{module}.py").write_text(source)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(DataFileError, match=message):
+        load_actions(config.replace(plugins=[module]))
+
+
+def test_the_engines_do_not_import_the_demo() -> None:
+    imported = subprocess.run(
+        [sys.executable, "-c", "import sys, voicebot.engines; print('voicebot.demo' in sys.modules)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert imported.stdout.strip() == "False"

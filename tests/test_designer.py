@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import json
 import re
 import shutil
@@ -68,10 +67,8 @@ def project(tmp_path: Path, config: Config) -> Config:
     """A Config pointing at a scratch copy of nlu_data/ and prompts/ (without the demo recordings)."""
     shutil.copytree(PROJECT_ROOT / "nlu_data", tmp_path / "nlu_data")
     shutil.copytree(PROJECT_ROOT / "prompts", tmp_path / "prompts", ignore=shutil.ignore_patterns("demo"))
-    nlu = dataclasses.replace(
-        config.nlu, data_dir=str(tmp_path / "nlu_data"), models_dir=str(tmp_path / "models")
-    )
-    return dataclasses.replace(config, flow_dir=str(tmp_path / "prompts"), nlu=nlu)
+    nlu = config.nlu.replace(data_dir=str(tmp_path / "nlu_data"), models_dir=str(tmp_path / "models"))
+    return config.replace(flow_dir=str(tmp_path / "prompts"), nlu=nlu)
 
 
 def data_path(config: Config, *parts: str) -> Path:

@@ -18,6 +18,7 @@ from voicebot.nlu.rasa_engine import (
     FALLBACK_INTENT,
     RasaNlu,
     TrainResult,
+    canonical_value,
     content_hash,
     languages,
     latest_model,
@@ -109,6 +110,12 @@ def test_amount_and_account_types_are_normalised(nlu: RasaNlu) -> None:
     assert result.intent.name == "transfer_funds"
     assert result.entity("amount").value == 250.0
     assert {e.value for e in result.entities if e.entity == "account_type"} == {"checking", "savings"}
+
+
+def test_only_the_data_knows_the_domain_words() -> None:
+    """The engine turns amounts into numbers; nlu_data/en/synonyms.yml maps "chequing" to "checking"."""
+    assert canonical_value("amount", "fifty dollars") == 50.0
+    assert canonical_value("account_type", "chequing") == "chequing"
 
 
 @pytest.mark.parametrize(

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import dataclasses
 import re
+import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -16,13 +17,17 @@ import numpy as np
 import pytest
 from aiohttp import WSMsgType
 from aiohttp.test_utils import TestServer
+from prometheus_client import generate_latest
 
 from voicebot.audio import FRAME_BYTES
+from voicebot.config import ServerConfig
 from voicebot.engines import Engines
-from voicebot.server.app import ServerSettings, VoicebotServer
+from voicebot.server.app import VoicebotServer
 from voicebot.server.auth import make_account, verify_password
 from voicebot.server.commands import add_commands
-from voicebot.storage import SqliteStorage
+from voicebot.server.hold import announcement_audio, position_announcement
+from voicebot.server.kpis import WINDOW_GAUGES, KpiCollector
+from voicebot.storage import SqliteStorage, Storage
 
 T = TypeVar("T")
 LOUD = (np.sin(np.arange(320) / 3) * 8000).astype("<i2").tobytes()  # a 20 ms tone frame
@@ -35,10 +40,10 @@ def loud(frame: bytes) -> bool:
 
 @asynccontextmanager
 async def running_server(engines: Engines, tmp_path: Path, **settings: Any) -> AsyncIterator[TestServer]:
-    config = dataclasses.replace(engines.config, data_dir=str(tmp_path))
+    config = engines.config.replace(data_dir=str(tmp_path))
     server = VoicebotServer(
         dataclasses.replace(engines, config=config),
-        ServerSettings(**{"offer_timeout_s": 30.0, "announce_interval_s": 30.0, **settings}),
+        ServerConfig(**{"offer_timeout_s": 30.0, "announce_interval_s": 30.0, **settings}),
         storage=SqliteStorage(tmp_path / "voicebot.sqlite"),
     )
     for name, role in (("alice", "agent"), ("bob", "agent"), ("sue", "supervisor"), ("ada", "admin")):
@@ -96,6 +101,19 @@ async def call(session: aiohttp.ClientSession, server: TestServer, caller_id: st
     caller = Caller(ws)
     await caller.wait_for("started")
     return caller
+
+
+async def hang_up(caller: Caller, storage: Storage) -> str:
+    """Hangs up and waits until the server has recorded the call's end; returns the call id."""
+    call_id: str = caller.got("started")["call_id"]  # type: ignore[index]
+    await caller.ws.send_json({"type": "hangup"})
+    await asyncio.wait_for(caller.task, WAIT_S)
+    await until(lambda: (row := storage.get_call(call_id)) is not None and row.outcome)
+    return call_id
+
+
+def bot_said(storage: Storage, call_id: str) -> list[str]:
+    return [e["text"] for e in storage.trace_events(call_id) if e["type"] == "bot_said"]
 
 
 async def escalate(caller: Caller) -> dict[str, Any]:
@@ -290,6 +308,51 @@ def test_queue_positions_abandonment_and_callback_survive_restart(engines: Engin
     run(scenario)
 
 
+def test_caller_who_hangs_up_during_the_transfer_prompt_leaves_a_handoff_record(
+    engines: Engines, tmp_path: Path
+) -> None:
+    async def scenario() -> None:
+        async with running_server(engines, tmp_path) as server, aiohttp.ClientSession() as session:
+            storage = server.voicebot.storage  # type: ignore[attr-defined]
+            caller = await call(session, server, caller_id="+15550003")
+            call_id = caller.got("started")["call_id"]  # type: ignore[index]
+            await caller.ws.send_json({"type": "dtmf", "digit": "0"})
+            await until(lambda: storage.get_handoff(call_id))  # stored as the transfer prompt starts
+            await hang_up(caller, storage)
+            assert caller.got("transfer") is None  # gone before the prompt ended: never queued
+            record = storage.get_handoff(call_id)
+            assert record["reason"] == "caller_request" and record["caller_id"] == "+15550003"
+            assert storage.escalations_since(0) == [(call_id, "caller_request")]  # one record
+            assert not storage.queue_entries_since(0)
+
+    run(scenario)
+
+
+def test_queue_announcements_are_the_languages_prompts(engines: Engines) -> None:
+    prompts = engines.flow.prompts("en")
+    for (position, wait_s), expected in (
+        ((1, 50), ["You are next in line.", "The estimated wait is about one minute."]),
+        ((3, 400), ["You are number 3 in line.", "The estimated wait is about 7 minutes."]),
+    ):
+        parts = position_announcement(position, wait_s)
+        assert [prompts.render(prompt_id, values) for prompt_id, values in parts][:2] == expected
+    offer = prompts.render("queue_callback_offer")
+    audio = announcement_audio(engines, "en", parts)
+    cached = engines.for_language("en").prompt_cache.get(offer)
+    assert audio.endswith(cached)  # the static part is the cached prompt
+
+
+def test_metrics_escape_label_values() -> None:
+    kpis: dict[str, Any] = dict.fromkeys((key for key, _ in WINDOW_GAUGES), None)
+    kpis |= {"abandoned": 1, "transfers_by_reason": {'said "agent"\\': 2}}
+    live = {"queues": {"cards\nvoicebot_fake 1": [{}]}, "agents": [{"state": "ready"}]}
+    text = generate_latest(KpiCollector(kpis, live, 60)).decode()
+    assert 'voicebot_abandoned{window="60s"} 1' in text
+    assert r'voicebot_transfers{reason="said \"agent\"\\",window="60s"} 2' in text
+    assert r'voicebot_queue_waiting{queue="cards\nvoicebot_fake 1"} 1' in text
+    assert "\nvoicebot_fake" not in text  # a label value cannot inject a line
+
+
 # ----- auth and admin ------------------------------------------------------------------------------
 
 
@@ -332,22 +395,58 @@ def test_pages_need_login_roles_csrf_and_rate_limit(engines: Engines, tmp_path: 
     run(scenario)
 
 
-def test_reload_swaps_engines_without_dropping_a_call(engines: Engines, tmp_path: Path) -> None:
+def copy_of_prompts(engines: Engines, tmp_path: Path) -> tuple[Engines, Path]:
+    """Engines whose flow and prompts are read (on reload) from a copy the test may change."""
+    prompts_dir = tmp_path / "prompts"
+    shutil.copytree(engines.config.path(engines.config.flow_dir), prompts_dir)
+    config = engines.config.replace(flow_dir=str(prompts_dir))
+    return dataclasses.replace(engines, config=config), prompts_dir / "en.yml"
+
+
+async def post_reload(session: aiohttp.ClientSession, server: TestServer) -> aiohttp.ClientResponse:
+    token = server.voicebot.admin_token  # type: ignore[attr-defined]
+    return await session.post(server.make_url("/admin/reload"), headers={"Authorization": f"Bearer {token}"})
+
+
+def test_reload_gives_new_calls_the_new_wording_while_a_call_keeps_going(
+    engines: Engines, tmp_path: Path
+) -> None:
+    old, new = "Thank you for calling Acme Bank.", "Welcome to the new Acme Bank line."
+    copy, prompts_file = copy_of_prompts(engines, tmp_path)
+
     async def scenario() -> None:
-        async with running_server(engines, tmp_path) as server, aiohttp.ClientSession() as session:
-            caller = await call(session, server)
-            token = server.voicebot.admin_token  # type: ignore[attr-defined]
-            response = await session.post(
-                server.make_url("/admin/reload"), headers={"Authorization": f"Bearer {token}"}
-            )
+        async with running_server(copy, tmp_path) as server, aiohttp.ClientSession() as session:
+            storage = server.voicebot.storage  # type: ignore[attr-defined]
+            before = await call(session, server)
+            await until(lambda: before.loud_frames > 5)  # greeted with the old wording
+            prompts_file.write_text(prompts_file.read_text().replace(f"greeting: {old}", f"greeting: {new}"))
+            response = await post_reload(session, server)
             assert response.status == 200 and (await response.json())["reloads"] == 1
-            assert server.voicebot.engines is not engines  # type: ignore[attr-defined]
-            frames_before = caller.frames
-            await until(lambda: caller.frames > frames_before + 10)
-            assert not caller.ws.closed
-            # A call placed after the reload works on the new engines.
             after = await call(session, server)
             await until(lambda: after.loud_frames > 5)
+            # The call in progress carries on, on the engines it started with, as far as the queue.
+            assert (await escalate(before))["position"] == 1
+            after_id, before_id = await hang_up(after, storage), await hang_up(before, storage)
+            assert bot_said(storage, after_id)[0] == new
+            assert bot_said(storage, before_id)[0] == old
+
+    run(scenario)
+
+
+def test_a_broken_reload_is_refused_and_the_old_engines_keep_serving(
+    engines: Engines, tmp_path: Path
+) -> None:
+    copy, prompts_file = copy_of_prompts(engines, tmp_path)
+
+    async def scenario() -> None:
+        async with running_server(copy, tmp_path) as server, aiohttp.ClientSession() as session:
+            prompts_file.write_text(prompts_file.read_text().replace("  greeting:", "  greeting_typo:"))
+            response = await post_reload(session, server)
+            assert response.status == 422 and "'greeting'" in (await response.json())["error"]
+            caller = await call(session, server)
+            await until(lambda: caller.loud_frames > 5)
+            storage = server.voicebot.storage  # type: ignore[attr-defined]
+            assert bot_said(storage, await hang_up(caller, storage))[0] == "Thank you for calling Acme Bank."
 
     run(scenario)
 
@@ -360,7 +459,7 @@ def test_agents_add_and_reload_commands(
 ) -> None:
     parser = argparse.ArgumentParser()
     add_commands(parser.add_subparsers(dest="command", required=True))
-    config = dataclasses.replace(engines.config, data_dir=str(tmp_path))
+    config = engines.config.replace(data_dir=str(tmp_path))
     monkeypatch.setenv("VOICEBOT_PASSWORD", "a long password")
     args = parser.parse_args(["agents", "add", "carol", "--role", "admin"])
     assert args.handler(args, config) == 0

@@ -28,7 +28,7 @@ GREETING = "Thank you for calling the bank, how can I help you today?"
 
 @pytest.fixture(scope="session")
 def voice_dirs() -> list[Path]:
-    return [Config().path("models/piper")]
+    return [Config().path(Config().tts.voices_dir)]
 
 
 @pytest.fixture(scope="session")

@@ -6,56 +6,23 @@ import argparse
 import asyncio
 import json
 import logging
-import os
 import sys
 import uuid
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from voicebot.config import PROJECT_ROOT, Config, load_config
+from voicebot.console import ConversationPrinter, quiet_console
 from voicebot.designer.commands import add_commands as add_designer_commands
 from voicebot.errors import VoicebotError
-from voicebot.events import CallEvent, TraceWriter
+from voicebot.events import BotSaid, CallEnded, CallEvent, NluParsed, TraceWriter
 from voicebot.server.commands import add_commands as add_server_commands
 from voicebot.tester_commands import add_commands as add_tester_commands
 from voicebot.tester_commands import add_from_session
 
 log = logging.getLogger("voicebot")
 DEMO_SCENARIO = PROJECT_ROOT / "prompts" / "demo" / "demo_call.yml"
-
-
-def conversation_printer(stream: Any = None) -> Callable[[CallEvent], None]:
-    """Prints a call as it happens: what each side said, what the bot understood, where it went."""
-
-    def show(event: CallEvent) -> None:
-        data = event.to_dict()
-        clock = f"[{event.audio_ms / 1000:6.1f}s]"
-        kind = data["type"]
-        if kind == "bot_said":
-            line = f"Bot:    {data['text']}"
-        elif kind == "asr_final" and data["text"]:
-            line = f"Caller: {data['text']}  (asr {data['confidence']:.2f})"
-        elif kind == "nlu_parsed":
-            line = f"        -> {data['intent']} {data['confidence']:.2f}"
-        elif kind == "dtmf":
-            line = f"Caller: (key {data['digits']})"
-        elif kind == "barge_in":
-            line = f"        [caller interrupted after {data['heard_ms']} of {data['prompt_ms']} ms]"
-        elif kind in ("no_input", "no_match"):
-            line = f"        [{kind} {data['count']} at {data['node']}]"
-        elif kind == "escalated":
-            line = f"        [escalated: {data['reason']} -> queue {data['queue']}]"
-        elif kind == "stage_error":
-            line = f"        [error in {data['stage']}: {data['error']}]"
-        elif kind == "call_ended":
-            line = f"        [call ended: {data['outcome']} ({data['reason']})]"
-        else:
-            return
-        print(f"{clock} {line}", file=stream or sys.stdout, flush=True)
-
-    return show
 
 
 # ----- commands -----------------------------------------------------------------------------------
@@ -70,7 +37,7 @@ def cmd_call(args: argparse.Namespace, config: Config) -> int:
     turns = [CallerTurn(audio=load_wav(Path(p))) for p in args.audio]
     engines = load_engines(config)
     trace = TraceWriter(Path(args.trace)) if args.trace else None
-    listeners: list[Callable[[CallEvent], None]] = [conversation_printer()]
+    listeners: list[Callable[[CallEvent], None]] = [ConversationPrinter()]
     if trace:
         listeners.append(trace)
     session = CallSession(
@@ -86,26 +53,28 @@ def cmd_call(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_chat(args: argparse.Namespace, config: Config) -> int:
-    from voicebot.dialogue.manager import DialogueManager, Handoff, Hangup, Output, Say
+    from voicebot.dialogue.manager import DialogueManager, Hangup, Output, Say
     from voicebot.engines import load_actions, load_flow_checked, load_nlu
 
     actions = load_actions(config)
     flow = load_flow_checked(config, actions)
-    nlu = load_nlu(config)
-    show = conversation_printer()
+    nlu = load_nlu(config, config.language)
+    # A text chat has no audio clock; where the dialogue went and the runner-up intents are what a
+    # designer trying the flow looks for.
+    show = ConversationPrinter(detail=True, clock=False)
     call_id = uuid.uuid4().hex[:12]
     dialogue = DialogueManager(
         flow, config.language, actions, config.policy, call_id=call_id, caller_id="chat", emit=show
     )
 
     def say(outputs: list[Output]) -> bool:
+        """Shows the outputs as the events a call would emit for them; False once the bot hung up.
+        A Handoff needs nothing: the dialogue's escalation event already showed its record."""
         for output in outputs:
             if isinstance(output, Say):
-                print(f"Bot: {output.text}")
-            elif isinstance(output, Handoff):
-                print(f"[handoff] {output.record.summary()}")
+                show(BotSaid(call_id=call_id, text=output.text, prompt_id=output.prompt_id))
             elif isinstance(output, Hangup):
-                print(f"[call ended: {output.outcome}]")
+                show(CallEnded(call_id=call_id, outcome=output.outcome, reason="bot_hangup"))
                 return False
         return True
 
@@ -117,7 +86,7 @@ def cmd_chat(args: argparse.Namespace, config: Config) -> int:
         try:
             line = input("You: ").strip()
         except EOFError:
-            print(f"[hung up: {dialogue.on_hangup().outcome}]")
+            show(CallEnded(call_id=call_id, outcome=dialogue.on_hangup().outcome, reason="caller_hangup"))
             break
         if not line:
             going = say(dialogue.on_no_input())
@@ -126,7 +95,16 @@ def cmd_chat(args: argparse.Namespace, config: Config) -> int:
                 going = say(dialogue.on_dtmf(key)) and going
         else:
             result = asyncio.run(nlu.parse(line))
-            print(f"     ({result.intent.name} {result.intent.confidence:.2f})")
+            ranking = [{"name": score.name, "confidence": score.confidence} for score in result.ranking]
+            show(
+                NluParsed(
+                    call_id=call_id,
+                    text=line,
+                    intent=result.intent.name,
+                    confidence=result.intent.confidence,
+                    ranking=ranking,
+                )
+            )
             going = say(dialogue.on_utterance(line, result))
     return 0
 
@@ -172,9 +150,10 @@ def cmd_models(args: argparse.Namespace, config: Config) -> int:
 
 def cmd_demo(args: argparse.Namespace, config: Config) -> int:
     if args.action == "seed":
+        from voicebot.demo import database_path
         from voicebot.demo.bank import seed
 
-        db = config.path(config.data_dir) / "acme_bank.sqlite"
+        db = database_path(config)
         seed(db, reset=args.reset)
         print(f"demo bank ready: {db}")
         return 0
@@ -195,7 +174,7 @@ def cmd_scenarios(args: argparse.Namespace, config: Config) -> int:
     engines = load_engines(config)
     # The caller speaks a little slower than the bot, so the two are not the same signal.
     caller_voice = load_synthesizer(config, config.language, length_scale=1.1)
-    listeners = [conversation_printer()] if args.verbose else []
+    listeners: list[Callable[[CallEvent], None]] = [ConversationPrinter()] if args.verbose else []
 
     async def run_all() -> list[Any]:
         return [
@@ -231,8 +210,19 @@ def cmd_scenarios(args: argparse.Namespace, config: Config) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="voicebot", description="An offline conversational IVR.")
-    parser.add_argument("--config", type=Path, help="settings file (default: voicebot.yml in the project)")
-    parser.add_argument("-v", "--log-level", default="WARNING", help="logging level (default WARNING)")
+    parser.add_argument(
+        "--config",
+        type=Path,
+        help="settings file (default: voicebot.yml in the project); its relative paths start from its folder",
+    )
+    parser.add_argument("--log-level", default="WARNING", help="logging level (default WARNING)")
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        dest="library_output",  # `scenarios run --verbose` (print the calls) keeps its own `verbose`
+        help="show third-party warnings and log lines (hidden by default)",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     add_designer_commands(commands)
 
@@ -275,18 +265,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def quiet_third_party_logs() -> None:
-    """TensorFlow (under Rasa) and old packages print pages of warnings that hide the conversation."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    warnings.filterwarnings("ignore", category=DeprecationWarning)
-    warnings.filterwarnings("ignore", message=".*(SQLAlchemy|deprecated).*")
-    for name in ("tensorflow", "rasa", "absl", "matplotlib"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    quiet_third_party_logs()
+    quiet_console(args.library_output)  # before any handler imports Rasa, Whisper or Piper
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     try:
         config = load_config(args.config)

@@ -1,116 +1,217 @@
-"""Settings: defaults in code, overridden by ``voicebot.yml`` in the project root (or ``--config``)."""
+"""Settings: one typed schema (pydantic 1.10, the version Rasa 3.6 needs) with defaults in code,
+overridden by ``voicebot.yml`` in the project root (or ``--config``).
+
+Relative paths resolve from the settings file's directory (the project root when there is none), so
+they mean the same whatever the current directory. The models are immutable: ``replace()`` gives a
+validated copy with changes.
+"""
 
 from __future__ import annotations
 
-import dataclasses
 import os
-from dataclasses import dataclass, field
+from inspect import isclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, TypeVar
 
 import yaml
+from pydantic import (
+    AnyHttpUrl,
+    BaseModel,
+    Extra,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    confloat,
+    conint,
+    constr,
+    validator,
+)
 
-from voicebot.errors import DataFileError
+from voicebot.errors import DataFileError, DataFileErrors
 
-PROJECT_ROOT = Path(os.environ.get("VOICEBOT_HOME", Path(__file__).resolve().parent.parent))
+PROJECT_ROOT = Path(os.environ.get("VOICEBOT_HOME", Path(__file__).parent.parent)).resolve()
+DEFAULT_FILE = PROJECT_ROOT / "voicebot.yml"
+
+# Integers are strict: YAML already types numbers, and 3.7 quietly becoming 3 would hide a typo.
+Milliseconds = conint(strict=True, gt=0)
+OptionalMilliseconds = conint(strict=True, ge=0)  # 0 turns the feature off
+Count = conint(strict=True, ge=1)
+Fraction = confloat(ge=0.0, le=1.0)
+Seconds = confloat(gt=0.0)
+NonEmpty = constr(min_length=1)
+
+_SettingsT = TypeVar("_SettingsT", bound="Settings")
 
 
-@dataclass
-class EndpointConfig:
+class Settings(BaseModel, extra=Extra.forbid, allow_mutation=False):
+    """A section of the settings: unknown keys are errors, and fields cannot be assigned."""
+
+    def replace(self: _SettingsT, **changes: Any) -> _SettingsT:
+        """A copy with ``changes`` applied, validated like the settings file."""
+        copy = type(self)(**{**self.dict(), **changes})
+        for name in self.__private_attributes__:
+            object.__setattr__(copy, name, getattr(self, name))
+        return copy
+
+
+class EndpointConfig(Settings):
     # Defaults measured with scripts/bench_vad.py (see README): mode 3 rejects noise best.
-    vad_mode: int = 3
-    speech_start_ms: int = 200  # voiced audio needed (within the window) to open an utterance
-    speech_start_window_ms: int = 300
-    end_silence_ms: int = 600  # trailing silence that closes an utterance
-    max_utterance_ms: int = 15_000
-    no_input_timeout_ms: int = 6_000
-    pre_roll_ms: int = 300  # audio kept from before speech start so ASR hears the first syllable
-    barge_in_min_speech_ms: int = 300  # a cough or click is shorter than this
+    vad_mode: conint(strict=True, ge=0, le=3) = 3  # webrtcvad's aggressiveness, 3 the most
+    speech_start_ms: Milliseconds = 200  # voiced audio needed (within the window) to open an utterance
+    speech_start_window_ms: Milliseconds = 300
+    end_silence_ms: Milliseconds = 600  # trailing silence that closes an utterance
+    max_utterance_ms: Milliseconds = 15_000
+    no_input_timeout_ms: Milliseconds = 6_000
+    # Audio kept from before speech start, so that ASR hears the first syllable.
+    pre_roll_ms: OptionalMilliseconds = 300
+    barge_in_min_speech_ms: OptionalMilliseconds = 300  # a cough or click is shorter than this
     # Start recognising (speculatively) after this much trailing silence, before the endpoint
-    # fires; the result is used only if the caller stayed silent. 0 turns it off.
-    speculate_after_ms: int = 200
+    # fires; the result is used only if the caller stayed silent.
+    speculate_after_ms: OptionalMilliseconds = 200
 
 
-@dataclass
-class AsrConfig:
-    engine: str = "auto"  # auto | vosk | whisper
-    whisper_model: str = "tiny.en"
-    whisper_threads: int = 1
-    whisper_workers: int = 2
-    vosk_models_dir: str = "models/vosk"
+class AsrConfig(Settings):
+    engine: Literal["auto", "vosk", "whisper"] = "auto"
+    whisper_model: NonEmpty = "tiny.en"
+    whisper_threads: Count = 1
+    whisper_workers: Count = 2
+    whisper_models_dir: NonEmpty = "models/whisper"
+    vosk_models_dir: NonEmpty = "models/vosk"
 
 
-@dataclass
-class NluConfig:
-    engine: str = "rasa"  # rasa (in-process) | remote
-    remote_url: str = "http://127.0.0.1:5005"
-    models_dir: str = "models/nlu"
-    data_dir: str = "nlu_data"
+class NluConfig(Settings):
+    engine: Literal["rasa", "remote"] = "rasa"  # rasa runs in-process
+    remote_url: AnyHttpUrl = "http://127.0.0.1:5005"
+    models_dir: NonEmpty = "models/nlu"
+    data_dir: NonEmpty = "nlu_data"
 
 
-@dataclass
-class TtsConfig:
-    voices: dict[str, str] = field(default_factory=lambda: {"en": "en_US-joe-medium"})
-    length_scale: float = 1.0
-    threads: int = 1  # per synthesis; calls synthesise in parallel, so one each shares 2 cores best
-    cache_dir: str = "models/tts-cache"
+class TtsConfig(Settings):
+    # The Piper voice for each language the bot speaks.
+    voices: dict[NonEmpty, NonEmpty] = Field(default_factory=lambda: {"en": "en_US-joe-medium"})
+    voices_dir: NonEmpty = "models/piper"
+    length_scale: Seconds = 1.0  # > 1 speaks slower
+    threads: Count = 1  # per synthesis; calls synthesise in parallel, so one each shares 2 cores best
+    cache_dir: NonEmpty = "models/tts-cache"
 
 
-@dataclass
-class PolicyConfig:
-    accept_threshold: float = 0.70
-    reject_threshold: float = 0.40
-    ambiguity_gap: float = 0.10
-    max_consecutive_failures: int = 2  # no-match / low confidence / no-input before escalating
-    max_out_of_scope: int = 2
-    max_auth_attempts: int = 3
+class PolicyConfig(Settings):
+    accept_threshold: Fraction = 0.70
+    reject_threshold: Fraction = 0.40
+    ambiguity_gap: Fraction = 0.10
+    max_consecutive_failures: Count = 2  # no-match / low confidence / no-input before escalating
+    max_out_of_scope: Count = 2
+    max_auth_attempts: Count = 3
+
+    # always: a lowered accept_threshold must also be checked against the default reject_threshold.
+    @validator("reject_threshold", always=True)
+    def _reject_not_above_accept(cls, reject: float, values: dict[str, Any]) -> float:
+        accept = values.get("accept_threshold")  # absent when it failed its own validation
+        if accept is not None and reject > accept:
+            raise ValueError(f"reject_threshold ({reject}) must not be above accept_threshold ({accept})")
+        return reject
 
 
-@dataclass
-class Config:
-    language: str = "en"
-    flow_dir: str = "prompts"
-    data_dir: str = "var"  # call store, demo backend database
-    endpoint: EndpointConfig = field(default_factory=EndpointConfig)
-    asr: AsrConfig = field(default_factory=AsrConfig)
-    nlu: NluConfig = field(default_factory=NluConfig)
-    tts: TtsConfig = field(default_factory=TtsConfig)
-    policy: PolicyConfig = field(default_factory=PolicyConfig)
-
-    def path(self, relative: str) -> Path:
-        """Resolves a configured path against the project root."""
-        candidate = Path(relative)
-        return candidate if candidate.is_absolute() else PROJECT_ROOT / candidate
+class ServerConfig(Settings):
+    host: NonEmpty = "127.0.0.1"
+    port: conint(strict=True, ge=1, le=65535) = 8080
+    offer_timeout_s: Seconds = 20.0  # an unanswered offer moves to the next ready agent
+    announce_interval_s: Seconds = 30.0  # queued callers hear their position this often
 
 
-def _merge(instance: Any, overrides: dict[str, Any], source: Path) -> Any:
-    known = {f.name: f for f in dataclasses.fields(instance)}
-    for key, value in overrides.items():
-        if key not in known:
-            raise DataFileError(source, f"unknown setting '{key}' (known: {', '.join(sorted(known))})")
-        current = getattr(instance, key)
-        if dataclasses.is_dataclass(current):
-            if not isinstance(value, dict):
-                raise DataFileError(source, f"setting '{key}' must be a mapping")
-            _merge(current, value, source)
-        else:
-            setattr(instance, key, value)
-    return instance
+class Config(Settings):
+    language: NonEmpty = "en"
+    flow_dir: NonEmpty = "prompts"
+    data_dir: NonEmpty = "var"  # call store, demo backend database, server storage
+    sessions_dir: NonEmpty = "sessions"  # recorded microphone calls
+    # Actions plugins: entry point names (group "voicebot.actions") or dotted module paths, each
+    # exposing register(registry, config); the default is the Acme Bank demo.
+    plugins: list[NonEmpty] = ["voicebot.demo"]
+    endpoint: EndpointConfig = Field(default_factory=EndpointConfig)
+    asr: AsrConfig = Field(default_factory=AsrConfig)
+    nlu: NluConfig = Field(default_factory=NluConfig)
+    tts: TtsConfig = Field(default_factory=TtsConfig)
+    policy: PolicyConfig = Field(default_factory=PolicyConfig)
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    _source: Path = PrivateAttr(default=DEFAULT_FILE)
+
+    @property
+    def source(self) -> Path:
+        """The settings file these came from (which need not exist: then all are defaults)."""
+        return self._source
+
+    def path(self, relative: str | Path) -> Path:
+        """Resolves a configured path against the settings file's directory."""
+        return self._source.parent / relative  # an absolute ``relative`` replaces the directory
+
+
+def _read_yaml(source: Path) -> tuple[Any, yaml.Node | None]:
+    """The document and its node tree, whose marks give each key's line."""
+    loader = yaml.SafeLoader(source.read_text(encoding="utf-8"))
+    try:
+        node = loader.get_single_node()
+        return (None if node is None else loader.construct_document(node)), node
+    finally:
+        loader.dispose()
+
+
+def _line_of(node: yaml.Node | None, location: tuple[int | str, ...]) -> int | None:
+    """The line of the deepest key along ``location`` that the file spells out."""
+    line = None
+    for key in location:
+        if not isinstance(node, yaml.MappingNode):
+            break
+        entry = next(((k, v) for k, v in node.value if k.value == str(key)), None)
+        if entry is None:
+            break
+        line, node = entry[0].start_mark.line + 1, entry[1]
+    return line
+
+
+def _section_at(location: tuple[int | str, ...]) -> type[BaseModel] | None:
+    """The settings model at ``location``, for listing the keys it knows."""
+    model: type[BaseModel] = Config
+    for key in location:
+        field = model.__fields__.get(str(key))
+        if field is None or not (isclass(field.type_) and issubclass(field.type_, BaseModel)):
+            return None
+        model = field.type_
+    return model
+
+
+def _problem(source: Path, root: yaml.Node | None, error: dict[str, Any]) -> DataFileError:
+    location = tuple(part for part in error["loc"] if part != "__root__")
+    name = ".".join(map(str, location))
+    section = _section_at(location[:-1])
+    if error["type"] == "value_error.extra" and section is not None:
+        message = f"unknown setting '{name}' (known: {', '.join(section.__fields__)})"
+    else:
+        message = f"{name}: {error['msg']}" if name else error["msg"]
+    return DataFileError(source, message, _line_of(root, location))
 
 
 def load_config(path: Path | None = None) -> Config:
-    """Loads settings; a missing default file means all defaults."""
-    source = path or PROJECT_ROOT / "voicebot.yml"
-    config = Config()
+    """Loads settings; a missing default file means all defaults. Every problem in the file is
+    reported at once (``DataFileErrors``), each with its line."""
+    source = (path or DEFAULT_FILE).resolve()
     if not source.exists():
         if path is not None:
             raise DataFileError(source, "config file not found")
-        return config
+        return Config()
     try:
-        overrides = yaml.safe_load(source.read_text(encoding="utf-8")) or {}
+        overrides, root = _read_yaml(source)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         raise DataFileError(source, f"invalid YAML: {exc}", mark.line + 1 if mark else None) from exc
+    if overrides is None:  # an empty file
+        overrides = {}
     if not isinstance(overrides, dict):
-        raise DataFileError(source, "top level must be a mapping")
-    return _merge(config, overrides, source)
+        raise DataFileError(source, "top level must be a mapping", root.start_mark.line + 1 if root else None)
+    try:
+        config = Config.parse_obj(overrides)
+    except ValidationError as exc:
+        problems = [_problem(source, root, error) for error in exc.errors()]
+        # In file order (problems the file cannot point at, like a missing key, last).
+        raise DataFileErrors(sorted(problems, key=lambda p: p.line or 1 << 30)) from None
+    config._source = source
+    return config

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
+import importlib
 import logging
 from dataclasses import dataclass
+from importlib.metadata import entry_points
 from pathlib import Path
+from types import ModuleType
 
 from voicebot.asr.base import Recognizer
 from voicebot.asr.catalog import create_recognizer
 from voicebot.config import Config
-from voicebot.demo.actions import register_bank_actions
-from voicebot.demo.bank import AcmeBank, seed
 from voicebot.dialogue.actions import ActionRegistry
 from voicebot.dialogue.flow import Flow, check_against_nlu, load_flow
-from voicebot.errors import DataFileError
+from voicebot.errors import DataFileError, ModelNotFoundError
 from voicebot.handoff.record import CallStore
 from voicebot.nlu.base import NluEngine
 from voicebot.nlu.data import known_intents
@@ -21,28 +23,45 @@ from voicebot.tts.base import Synthesizer
 from voicebot.tts.piper_engine import PiperSynthesizer, PromptCache, find_voice
 
 log = logging.getLogger("voicebot")
+PLUGIN_GROUP = "voicebot.actions"
+
+
+@dataclass(frozen=True)
+class LanguageEngines:
+    """What the calls in one language hear, understand and speak with."""
+
+    recognizer: Recognizer
+    nlu: NluEngine
+    synthesizer: Synthesizer
+    prompt_cache: PromptCache
 
 
 @dataclass
 class Engines:
     config: Config
-    recognizer: Recognizer
-    nlu: NluEngine
-    synthesizer: Synthesizer
-    prompt_cache: PromptCache
+    languages: dict[str, LanguageEngines]
     flow: Flow
     actions: ActionRegistry
     call_store: CallStore
 
+    def for_language(self, language: str) -> LanguageEngines:
+        try:
+            return self.languages[language]
+        except KeyError:
+            loaded = ", ".join(sorted(self.languages))
+            raise ModelNotFoundError(
+                f"no engines loaded for language '{language}' (loaded: {loaded})"
+            ) from None
+
 
 def voice_search_dirs(config: Config) -> list[Path]:
-    return [config.path("models/piper")]
+    return [config.path(config.tts.voices_dir)]
 
 
 def load_synthesizer(config: Config, language: str, length_scale: float | None = None) -> Synthesizer:
     voice = config.tts.voices.get(language)
     if voice is None:
-        raise DataFileError(config.path("voicebot.yml"), f"no TTS voice configured for language '{language}'")
+        raise DataFileError(config.source, f"no TTS voice configured for language '{language}'")
     scale = length_scale if length_scale is not None else config.tts.length_scale
     path = find_voice(voice, voice_search_dirs(config))
     return PiperSynthesizer(path, length_scale=scale, threads=config.tts.threads)
@@ -61,47 +80,75 @@ def load_flow_checked(config: Config, actions: ActionRegistry) -> Flow:
     return flow
 
 
+def _plugin(config: Config, name: str) -> ModuleType:
+    """The installed entry point of that name in PLUGIN_GROUP, else the module of that dotted path."""
+    installed = entry_points(group=PLUGIN_GROUP, name=name)
+    try:
+        plugin = installed[name].load() if installed else importlib.import_module(name)
+    except ImportError as exc:
+        raise DataFileError(config.source, f"actions plugin '{name}' cannot be imported: {exc}") from exc
+    if not callable(getattr(plugin, "register", None)):
+        raise DataFileError(config.source, f"actions plugin '{name}' has no register(registry, config)")
+    return plugin
+
+
 def load_actions(config: Config) -> ActionRegistry:
+    """Every action of the plugins the settings name, in their order (a later one may replace one)."""
     registry = ActionRegistry()
-    db_path = config.path(config.data_dir) / "acme_bank.sqlite"
-    seed(db_path)  # idempotent: fills a new database, leaves an existing one alone
-    register_bank_actions(registry, AcmeBank(db_path))
+    for name in config.plugins:
+        _plugin(config, name).register(registry, config)
     return registry
 
 
-def load_nlu(config: Config) -> NluEngine:
+def load_nlu(config: Config, language: str) -> NluEngine:
     # Rasa imports TensorFlow: import it only when an NLU engine is really needed.
     from voicebot.nlu.rasa_engine import RasaNlu, latest_model
     from voicebot.nlu.remote import RemoteRasaNlu
 
     if config.nlu.engine == "remote":
         return RemoteRasaNlu(config.nlu.remote_url)
-    return RasaNlu.load(latest_model(config.language, config.path(config.nlu.models_dir)))
+    return RasaNlu.load(latest_model(language, config.path(config.nlu.models_dir)))
+
+
+def _prompt_cache(config: Config, flow: Flow, language: str, synthesizer: Synthesizer) -> PromptCache:
+    """A cache with the flow's static prompts in that language already synthesised."""
+    cache = PromptCache(synthesizer, config.path(config.tts.cache_dir))
+    warmed = cache.warm(p.text for p in flow.prompts(language).prompts.values() if p.is_static)
+    log.info("%s: %d prompts synthesised for %s", language, warmed, synthesizer.name)
+    return cache
+
+
+def _load_language(config: Config, flow: Flow, language: str) -> LanguageEngines:
+    recognizer = create_recognizer(config, language)
+    nlu = load_nlu(config, language)
+    synthesizer = load_synthesizer(config, language)
+    log.info("%s engines ready: asr=%s nlu=%s tts=%s", language, recognizer.name, nlu.name, synthesizer.name)
+    return LanguageEngines(recognizer, nlu, synthesizer, _prompt_cache(config, flow, language, synthesizer))
 
 
 def load_engines(config: Config) -> Engines:
+    """Engines for the configured language (the only one the flow is checked against)."""
     actions = load_actions(config)
     flow = load_flow_checked(config, actions)
-    recognizer = create_recognizer(config, config.language)
-    nlu = load_nlu(config)
-    synthesizer = load_synthesizer(config, config.language)
-    cache = PromptCache(synthesizer, config.path(config.tts.cache_dir))
-    prompts = flow.prompts(config.language)
-    warmed = cache.warm(p.text for p in prompts.prompts.values() if p.is_static)
-    log.info(
-        "engines ready: asr=%s nlu=%s tts=%s (%d prompts synthesised)",
-        recognizer.name,
-        nlu.name,
-        synthesizer.name,
-        warmed,
-    )
     return Engines(
         config=config,
-        recognizer=recognizer,
-        nlu=nlu,
-        synthesizer=synthesizer,
-        prompt_cache=cache,
+        languages={config.language: _load_language(config, flow, config.language)},
         flow=flow,
         actions=actions,
         call_store=CallStore(config.path(config.data_dir) / "calls"),
     )
+
+
+def reload_engines(config: Config, current: Engines) -> Engines:
+    """New flow, prompts and NLU models; the recognizers, synthesizers and actions are kept. Calls in
+    progress keep the engines they started with, so nothing is dropped."""
+    flow = load_flow_checked(config, current.actions)
+    languages = {
+        language: dataclasses.replace(
+            engines,
+            nlu=load_nlu(config, language),
+            prompt_cache=_prompt_cache(config, flow, language, engines.synthesizer),
+        )
+        for language, engines in current.languages.items()
+    }
+    return dataclasses.replace(current, flow=flow, languages=languages)

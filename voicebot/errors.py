@@ -19,18 +19,18 @@ class DataFileError(VoicebotError):
         super().__init__(f"{where}: {message}")
 
 
+class DataFileErrors(VoicebotError):
+    """Every problem found in one file, reported together so that one edit can fix them all."""
+
+    def __init__(self, problems: list[DataFileError]) -> None:
+        self.problems = problems
+        lines = [str(problem) for problem in problems]
+        super().__init__(lines[0] if len(lines) == 1 else "\n".join([f"{len(lines)} problems:", *lines]))
+
+
 class AudioFormatError(VoicebotError):
     """Audio that cannot be decoded or has an unsupported layout."""
 
 
 class ModelNotFoundError(VoicebotError):
     """A model the configuration asks for is not installed."""
-
-
-class StageFailure(VoicebotError):
-    """An engine (ASR, NLU, TTS, backend) failed during a call."""
-
-    def __init__(self, stage: str, cause: BaseException) -> None:
-        self.stage = stage
-        self.cause = cause
-        super().__init__(f"{stage} failed: {cause!r}")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, ClassVar
@@ -171,9 +170,6 @@ class CallEnded(CallEvent):
     outcome: str  # contained | escalated | abandoned
     reason: str = ""
     duration_ms: int = 0
-
-
-EventListener = Callable[[CallEvent], None]
 
 
 class TraceWriter:

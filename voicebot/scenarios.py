@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -186,7 +187,7 @@ async def run_scenario(
     noise_db: float | None = None,
     telephone: bool = False,
     paced: bool = False,
-    listeners: list[Any] | None = None,
+    listeners: list[Callable[[CallEvent], None]] | None = None,
 ) -> ScenarioResult:
     noise = noise_db if noise_db is not None else scenario.noise_db
     phone = telephone or scenario.telephone

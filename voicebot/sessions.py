@@ -28,6 +28,7 @@ from voicebot.audio.codecs import split_frames
 from voicebot.audio.wav import load_wav, write_wav
 from voicebot.call import CallSession
 from voicebot.config import EndpointConfig
+from voicebot.console import understood
 from voicebot.engines import Engines
 from voicebot.errors import VoicebotError
 from voicebot.events import CallEvent, TraceWriter
@@ -68,7 +69,7 @@ class Turn:
             return f"keys {self.keys}"
         if self.kind == "silent":
             return "(silent)"
-        intent = f" -> {self.intent} {self.confidence:.2f}" if self.intent else ""
+        intent = f" {understood(self.intent, self.confidence)}" if self.intent else ""
         return f"{self.transcript!r}{intent}"
 
 
@@ -127,7 +128,7 @@ class TurnTracker:
 
     def __call__(self, event: CallEvent) -> None:
         self.events.append(event.to_dict())
-        if event.type == "dtmf" and self.session.dialogue.collecting_secret:
+        if event.type == "dtmf" and self.session.collecting_secret:
             self.secret_key_ms.add(event.audio_ms)
 
     def summary(self) -> dict[str, Any]:
@@ -223,10 +224,12 @@ async def replay_session(engines: Engines, folder: Path, secret_keys: Sequence[s
     session = CallSession(engines, caller_id=summary["caller_id"], language=summary["language"])
     tracker = TurnTracker(session)
     await session.start()
+    await session.settle()
     for frame in split_frames(load_wav(folder / CALLER_WAV)):
         if session.ended:
             break
         await session.step(frame, key_at.get(session.audio_ms + FRAME_MS))
+        await session.settle()  # unpaced: the models' work takes no audio time, as in the simulator
     await session.hangup()  # a no-op when the bot already ended the call
     return tracker.summary()
 

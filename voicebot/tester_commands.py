@@ -17,13 +17,13 @@ from typing import IO, TYPE_CHECKING, Any
 
 from voicebot.audio import FRAME_MS
 from voicebot.config import Config
-from voicebot.events import CallEvent
+from voicebot.console import ConversationPrinter
+from voicebot.events import AsrFinal, AsrPartial, CallEvent, SpeechStarted
 
 if TYPE_CHECKING:  # the transport loads PortAudio: only `voicebot mic` imports it
     from voicebot.call import CallSession
     from voicebot.transports.mic import EchoSuppressor, MicFrame
 
-SESSIONS_ROOT = Path("sessions")
 _METER_WIDTH = 20
 _METER_FLOOR_DB = -60.0
 _REDRAW_EVERY_FRAMES = 5  # 10 status line updates a second
@@ -51,13 +51,11 @@ class LiveView:
     def __init__(
         self, session: CallSession, suppressor: EchoSuppressor | None, out: IO[str] | None = None
     ) -> None:
-        from voicebot.cli import conversation_printer  # cli imports this module
-
         self._session = session
         self._suppressor = suppressor
         self._out = out or sys.stdout
         self._stream = _EventStream(self._out, self)
-        self._print_conversation = conversation_printer(self._stream)
+        self._print_conversation = ConversationPrinter(self._stream, detail=True)
         self._status_shown = False
         self._live = self._out.isatty()
         self._partial = ""
@@ -68,26 +66,12 @@ class LiveView:
             self._out.write("\r\x1b[2K")
             self._status_shown = False
 
-    def _line(self, event: CallEvent, text: str) -> None:
-        print(f"[{event.audio_ms / 1000:6.1f}s]         {text}", file=self._stream, flush=True)
-
     def on_event(self, event: CallEvent) -> None:
         self._print_conversation(event)
-        data = event.to_dict()
-        kind = data["type"]
-        if kind == "asr_partial":
-            self._partial = data["text"]
-        elif kind in ("asr_final", "speech_started"):
+        if isinstance(event, AsrPartial):
+            self._partial = event.text
+        elif isinstance(event, AsrFinal | SpeechStarted):
             self._partial = ""
-        if kind == "nlu_parsed" and len(data["ranking"]) > 1:
-            others = ", ".join(f"{r['name']} {r['confidence']:.2f}" for r in data["ranking"][1:4])
-            self._line(event, f"   (then {others})")
-        elif kind == "dialogue_transition":
-            self._line(event, f"node {data['from_node']} -> {data['to_node']} ({data['trigger']})")
-        elif kind == "tts_first_audio" and data["turn_latency_ms"] is not None:
-            self._line(
-                event, f"turn latency {data['turn_latency_ms']:.0f} ms (tts {data['synth_ms']:.0f} ms)"
-            )
 
     def on_frame(self, frame: MicFrame) -> None:
         self._frames += 1
@@ -95,7 +79,7 @@ class LiveView:
             return
         level = frame.level_db
         filled = round(_METER_WIDTH * min(1.0, max(0.0, 1 - level / _METER_FLOOR_DB)))
-        vad = "SPEECH" if self._session.endpointer.in_speech else "quiet "
+        vad = "SPEECH" if self._session.in_speech else "quiet "
         bot = "bot talking" if self._session.bot_speaking else "bot quiet  "
         echo = ""
         if self._suppressor is not None:
@@ -146,7 +130,8 @@ def cmd_mic(args: argparse.Namespace, config: Config) -> int:
     check_devices(args.input, args.output)  # before the engines' seconds of loading
     engines = load_engines(config)
     session = CallSession(engines, caller_id=args.caller_id, on_handoff=engines.call_store.save_handoff)
-    folder = session_folder(Path(args.sessions_dir), session.call_id)
+    sessions_dir = Path(args.sessions_dir) if args.sessions_dir else config.path(config.sessions_dir)
+    folder = session_folder(sessions_dir, session.call_id)
     recorder = SessionRecorder(folder, session)
     suppressor = None if args.no_echo_suppression else EchoSuppressor(margin_db=args.echo_margin_db)
     view = LiveView(session, suppressor)
@@ -229,7 +214,7 @@ def add_commands(subparsers: Any) -> None:
     mic.add_argument("--output", help="output device (index or name part; default: the system's)")
     mic.add_argument("--caller-id", default="mic")
     mic.add_argument(
-        "--sessions-dir", default=str(SESSIONS_ROOT), help="where recordings go (default sessions/)"
+        "--sessions-dir", help="where recordings go (default: sessions_dir in the settings, sessions/)"
     )
     mic.add_argument("--no-echo-suppression", action="store_true", help="for a headset")
     mic.add_argument(

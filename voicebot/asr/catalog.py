@@ -35,7 +35,6 @@ PINNED_SHA256 = {
 }
 FETCH_TIMEOUT_S = 5.0  # per connect/read; an offline machine must not stall `make setup`
 
-WHISPER_MODELS_DIR = "models/whisper"
 MULTILINGUAL = "multi"  # language of a Whisper model that is not English-only
 
 _VOSK_PACKAGE = re.compile(r"vosk_model_([a-z]{2,3})")
@@ -118,7 +117,7 @@ def _packaged_whisper_models() -> list[InstalledModel]:
 
 def installed_models(config: Config) -> list[InstalledModel]:
     """Every usable ASR model, local model folders before packaged ones."""
-    whisper_dir = config.path(WHISPER_MODELS_DIR)
+    whisper_dir = config.path(config.asr.whisper_models_dir)
     local_whisper = [
         InstalledModel("whisper", _whisper_language(path.name), path.name, path, f"models dir {whisper_dir}")
         for path in filter(_is_whisper_model, _subdirectories(whisper_dir))
@@ -185,8 +184,8 @@ def _extract_model(archive: Path, staging: Path, name: str) -> Path:
 
 
 def fetch_vosk_model(
-    name: str = DEFAULT_VOSK_MODEL,
-    dest: Path | None = None,
+    name: str,
+    dest: Path,
     *,
     base_url: str = VOSK_MODELS_URL,
     sha256: str | None = None,
@@ -194,12 +193,11 @@ def fetch_vosk_model(
 ) -> Path:
     """Downloads ``<base_url><name>.zip``, checks its pinned SHA-256 and installs it as ``dest/name``.
 
-    ``dest`` defaults to the default ``asr.vosk_models_dir``; ``sha256`` is needed only for names
+    ``dest`` is normally the configured ``asr.vosk_models_dir``; ``sha256`` is needed only for names
     without a pinned digest. Everything happens in a hidden staging folder inside ``dest`` and the
     model appears with one rename, so a failure at any point leaves no model folder behind.
     Returns the model folder; one that is already installed is returned without downloading.
     """
-    dest = dest or Config().path(Config().asr.vosk_models_dir)
     target = dest / name
     if _is_vosk_model(target):
         return target
@@ -230,9 +228,6 @@ def _describe(models: list[InstalledModel]) -> str:
 def choose_engine(config: Config, language: str) -> tuple[str, InstalledModel]:
     """The engine and model for ``language``: Vosk when it has a model (streaming partials, grammars),
     else Whisper. ``asr.engine`` set to "vosk" or "whisper" allows only that engine."""
-    engines = ("auto", "vosk", "whisper")
-    if config.asr.engine not in engines:
-        raise VoicebotError(f"asr.engine must be one of {', '.join(engines)}, not {config.asr.engine!r}")
     models = installed_models(config)
     vosk_models = [m for m in models if m.engine == "vosk" and m.language == language]
     whisper_models = sorted(
@@ -258,7 +253,7 @@ def choose_engine(config: Config, language: str) -> tuple[str, InstalledModel]:
         f"no {' or '.join(wanted)} ASR model for language {language!r} (installed: {_describe(models)}). "
         f"Put a Vosk model in {config.path(config.asr.vosk_models_dir)}/vosk-model-<language>-.../ "
         f"(`voicebot models fetch` gets {DEFAULT_VOSK_MODEL}) or a faster-whisper model in "
-        f"{config.path(WHISPER_MODELS_DIR)}/<name>/"
+        f"{config.path(config.asr.whisper_models_dir)}/<name>/"
     )
 
 

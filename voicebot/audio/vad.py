@@ -37,8 +37,6 @@ class Endpointer:
     """Turns a stream of 20 ms frames into utterance start/end events."""
 
     def __init__(self, config: EndpointConfig) -> None:
-        if config.vad_mode not in range(4):
-            raise ValueError(f"vad_mode must be 0-3 (3 is the most aggressive), got {config.vad_mode}")
         self._vad = webrtcvad.Vad(config.vad_mode)
         self._start_window_frames = _frames(config.speech_start_window_ms)
         self._start_voiced_frames = min(_frames(config.speech_start_ms), self._start_window_frames)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from voicebot.audio import DTMF_KEYS
 from voicebot.datafile import LineDict, load_yaml, reject_unknown_keys, require_mapping
 from voicebot.errors import DataFileError
 
@@ -31,6 +32,15 @@ SYSTEM_PROMPTS = (
     "auth_failed",
     "auth_required",
     "slot_invalid",
+)
+# Prompt ids the contact centre speaks to callers waiting in its queue; every language must define them.
+QUEUE_PROMPTS = (
+    "queue_next",
+    "queue_position",
+    "queue_wait_one_minute",
+    "queue_wait_minutes",
+    "queue_callback_offer",
+    "callback_confirmation",
 )
 
 
@@ -92,6 +102,8 @@ class Prompts:
     path: Path
     prompts: dict[str, Prompt]
     intent_labels: dict[str, str]
+    # Closed vocabularies by what the bot asked (yes_no, digits), for recognisers that take grammars.
+    grammars: dict[str, tuple[str, ...]]
 
     def get(self, prompt_id: str) -> Prompt:
         try:
@@ -124,6 +136,7 @@ class Flow:
     default_queue: str
     auth: AuthSpec | None
     languages: dict[str, Prompts]
+    confirm_keys: dict[str, bool]  # keys that answer a yes/no question
 
     def node_for_intent(self, intent: str) -> Node | None:
         return next((n for n in self.nodes.values() if n.intent == intent), None)
@@ -258,11 +271,19 @@ def _load_prompts(path: Path) -> Prompts:
         else:
             raise DataFileError(path, f"prompt '{prompt_id}' must be text or {{text, interruptible}}", line)
     labels = require_mapping(doc.get("intent_labels", LineDict()), path, "'intent_labels'")
+    grammars_raw = require_mapping(doc.get("grammars", LineDict()), path, "'grammars'")
+    grammars: dict[str, tuple[str, ...]] = {}
+    for name, words in grammars_raw.items():
+        if not isinstance(words, list) or not all(isinstance(w, str) and w.strip() for w in words):
+            line = grammars_raw.line_of(name)
+            raise DataFileError(path, f"grammar '{name}' must be a list of phrases", line)
+        grammars[str(name)] = tuple(words)
     return Prompts(
         language=str(doc.get("language", path.stem)),
         path=path,
         prompts=prompts,
         intent_labels={str(k): str(v) for k, v in labels.items()},
+        grammars=grammars,
     )
 
 
@@ -275,6 +296,13 @@ def load_flow(flow_dir: Path) -> Flow:
     globals_raw = require_mapping(doc.get("global_intents", LineDict()), path, "'global_intents'")
     dtmf_raw = require_mapping(doc.get("global_dtmf", LineDict()), path, "'global_dtmf'")
     queues_raw = require_mapping(doc.get("queues", LineDict()), path, "'queues'")
+    confirm_raw = require_mapping(doc.get("confirm_keys", LineDict()), path, "'confirm_keys'")
+    confirm_keys: dict[str, bool] = {}
+    for answer, key in confirm_raw.items():
+        if answer not in ("yes", "no") or str(key) not in DTMF_KEYS:
+            line = confirm_raw.line_of(answer)
+            raise DataFileError(path, "confirm_keys maps yes/no to a key 0-9, * or #", line)
+        confirm_keys[str(key)] = answer == "yes"
     auth_raw = doc.get("auth")
     auth = None
     if auth_raw is not None:
@@ -296,6 +324,7 @@ def load_flow(flow_dir: Path) -> Flow:
         default_queue=str(queues_raw.get("default", "general")),
         auth=auth,
         languages=languages,
+        confirm_keys=confirm_keys,
     )
     _check_references(flow, doc, raw_nodes, globals_raw, dtmf_raw)
     return flow
@@ -342,6 +371,7 @@ def _check_references(
 
 def _prompt_ids(flow: Flow) -> Iterable[str]:
     yield from SYSTEM_PROMPTS
+    yield from QUEUE_PROMPTS
     for node in flow.nodes.values():
         yield from (p for p in (node.prompt, node.examples, node.confirm, node.say) if p)
         yield from (slot.prompt for slot in node.slots if slot.prompt)

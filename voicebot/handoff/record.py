@@ -11,9 +11,6 @@ from typing import Any
 
 from voicebot.handoff.redact import mask_digits, redact_card_numbers
 
-# Reason codes an escalation can carry (the flow may add its own via `escalate: <reason>`).
-REASONS = ("caller_request", "no_match", "no_input", "out_of_scope", "auth_failed", "internal_error")
-
 
 @dataclass(frozen=True)
 class IntentTurn:
@@ -47,10 +44,6 @@ class HandoffRecord:
     detail: str = ""
     created_at: float = field(default_factory=time.time)
 
-    @property
-    def last_intent(self) -> str | None:
-        return self.intents[-1].intent if self.intents else None
-
     def summary(self) -> str:
         """One line an agent reads first."""
         intent = self.intents[-1] if self.intents else None
@@ -60,9 +53,6 @@ class HandoffRecord:
 
     def to_dict(self) -> dict[str, Any]:
         return {**dataclasses.asdict(self), "summary": self.summary()}
-
-    def transcript_text(self) -> str:
-        return "\n".join(f"{line.speaker}: {line.text}" for line in self.transcript)
 
 
 def safe_transcript_text(text: str) -> str:

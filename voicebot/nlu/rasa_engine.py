@@ -36,14 +36,6 @@ TRAINING_SUFFIXES = frozenset({".yml", ".yaml"})
 NLU_ITEM_KINDS = ("intent", "synonym", "regex", "lookup")
 MODEL_SUFFIX = ".tar.gz"
 
-# Canonical values the dialogue knows, with the word stems callers use for them. The synonym data
-# maps most spellings already; this catches variants the data does not list ("saving acct").
-_CANONICAL_STEMS: dict[str, tuple[tuple[str, str], ...]] = {
-    "account_type": (("sav", "savings"), ("cheq", "checking"), ("check", "checking"),
-                     ("current", "checking"), ("credit", "credit")),
-    "card_type": (("debit", "debit"), ("atm", "debit"), ("bank", "debit"), ("credit", "credit")),
-}  # fmt: skip
-
 
 @dataclass(frozen=True)
 class TrainResult:
@@ -214,15 +206,12 @@ def latest_model(language: str, models_dir: Path) -> Path:
 
 
 def canonical_value(entity: str, value: Any) -> Any:
-    """Entity values the dialogue can compare: amounts as floats, account and card types canonical."""
+    """Amounts as floats the dialogue can compare. Every other value is canonical already: the NLU
+    data's synonyms (Rasa's EntitySynonymMapper) map what callers say to the values flows use."""
     if entity == "amount":
         amount = parse_amount(str(value))
         return amount if amount is not None else value
-    stems = _CANONICAL_STEMS.get(entity)
-    if stems is None or not isinstance(value, str):
-        return value
-    lowered = value.lower()
-    return next((canonical for stem, canonical in stems if stem in lowered), lowered)
+    return value
 
 
 def no_match(text: str) -> NluResult:

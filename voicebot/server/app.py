@@ -3,24 +3,25 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import hmac
 import logging
 import os
 import secrets
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import jinja2
 from aiohttp import WSCloseCode, WSMsgType, web
+from prometheus_client.exposition import choose_encoder
 
-from voicebot.config import Config
-from voicebot.engines import Engines, load_flow_checked, load_nlu
+from voicebot.config import Config, ServerConfig
+from voicebot.engines import Engines, reload_engines
 from voicebot.server.auth import SESSION_COOKIE, LoginLimiter, SessionStore, WebSession, verify_password
+from voicebot.server.caller_leg import CallerLeg
 from voicebot.server.contact_center import AgentDesk, ContactCenter
-from voicebot.server.kpis import compute_kpis, erlang_c_forecast, prometheus_text
+from voicebot.server.kpis import KpiCollector, compute_kpis, erlang_c_forecast
 from voicebot.storage import SqliteStorage, Storage
 from voicebot.transports.websocket import (
     MAX_MESSAGE_BYTES,
@@ -29,20 +30,21 @@ from voicebot.transports.websocket import (
     audio_frames,
     parse_control,
 )
-from voicebot.tts.piper_engine import PromptCache
 
 log = logging.getLogger("voicebot.server")
 STATIC = Path(__file__).parent / "static"
+# Pages are Jinja2 templates, escaped on output; a value a page needs but is not given is an error.
+PAGES = jinja2.Environment(
+    loader=jinja2.PackageLoader("voicebot.server", "templates"),
+    autoescape=True,
+    undefined=jinja2.StrictUndefined,
+)
 LOGIN_CSRF_COOKIE = "voicebot_login_csrf"
 DEFAULT_WINDOW_S = 3600
 
 
-@dataclass(frozen=True)
-class ServerSettings:
-    host: str = "127.0.0.1"
-    port: int = 8080
-    offer_timeout_s: float = 20.0  # an unanswered offer moves to the next ready agent
-    announce_interval_s: float = 30.0  # queued callers hear their position this often
+def render_page(name: str, **values: str) -> str:
+    return PAGES.get_template(name).render(**values)
 
 
 def storage_path(config: Config) -> Path:
@@ -53,18 +55,8 @@ def admin_token_path(config: Config) -> Path:
     return config.path(config.data_dir) / "server" / "admin.token"
 
 
-def reload_engines(config: Config, current: Engines) -> Engines:
-    """New flow, prompts and NLU model; the recognizer, synthesizer and actions are kept. Calls in
-    progress keep the engines they started with, so nothing is dropped."""
-    flow = load_flow_checked(config, current.actions)
-    nlu = load_nlu(config)
-    cache = PromptCache(current.synthesizer, config.path(config.tts.cache_dir))
-    cache.warm(p.text for p in flow.prompts(config.language).prompts.values() if p.is_static)
-    return dataclasses.replace(current, flow=flow, nlu=nlu, prompt_cache=cache)
-
-
 class VoicebotServer:
-    def __init__(self, engines: Engines, settings: ServerSettings, storage: Storage | None = None) -> None:
+    def __init__(self, engines: Engines, settings: ServerConfig, storage: Storage | None = None) -> None:
         self.config = engines.config
         self.engines = engines
         self.settings = settings
@@ -168,8 +160,7 @@ class VoicebotServer:
 
     async def login_form(self, request: web.Request) -> web.Response:
         token = secrets.token_urlsafe(32)
-        html = (STATIC / "login.html").read_text(encoding="utf-8").replace("{{csrf}}", token)
-        response = web.Response(text=html, content_type="text/html")
+        response = web.Response(text=render_page("login.html", csrf=token), content_type="text/html")
         self._set_cookie(response, request, LOGIN_CSRF_COOKIE, token)
         return response
 
@@ -205,9 +196,11 @@ class VoicebotServer:
     def _page(self, name: str) -> Callable[[web.Request], Awaitable[web.Response]]:
         async def page(request: web.Request) -> web.Response:
             session: WebSession | None = request.get("web_session")
-            html = (STATIC / name).read_text(encoding="utf-8")
-            html = html.replace("{{csrf}}", session.csrf_token if session else "")
-            html = html.replace("{{username}}", session.username if session else "")
+            html = render_page(
+                name,
+                csrf=session.csrf_token if session else "",
+                username=session.username if session else "",
+            )
             return web.Response(text=html, content_type="text/html")
 
         return page
@@ -217,9 +210,9 @@ class VoicebotServer:
     async def media(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE_BYTES, heartbeat=20)
         await ws.prepare(request)
-        call = MediaCall(
-            ws, self.engines, self.center, self.storage, int(self.settings.announce_interval_s * 1000)
-        )
+        engines = self.engines  # a reload during the call leaves both sides of it on these
+        leg = CallerLeg(self.center, self.storage, engines, int(self.settings.announce_interval_s * 1000))
+        call = MediaCall(ws, engines, leg)
         self.media_calls.add(call)
         try:
             await call.run()
@@ -297,8 +290,9 @@ class VoicebotServer:
     async def metrics(self, request: web.Request) -> web.Response:
         window_s = self._window_s(request)
         kpis = compute_kpis(self.storage, time.time() - window_s)
-        text = prometheus_text(kpis, self.center.snapshot(), window_s)
-        return web.Response(text=text, content_type="text/plain", charset="utf-8")
+        encode, content_type = choose_encoder(request.headers.get("Accept", ""))
+        body = encode(KpiCollector(kpis, self.center.snapshot(), window_s))
+        return web.Response(body=body, headers={"Content-Type": content_type})
 
     async def reload(self, request: web.Request) -> web.Response:
         """Admin only: a logged-in admin (with CSRF token) or the local admin token (``voicebot reload``)."""

@@ -10,18 +10,32 @@ import sys
 import urllib.error
 import urllib.request
 
-from voicebot.config import Config
+from pydantic import ValidationError
+
+from voicebot.config import Config, ServerConfig
+from voicebot.errors import VoicebotError
 from voicebot.server.auth import ROLES, make_account
+
+# `voicebot serve` options: the `server:` setting each one overrides, its type and what it means.
+SERVE_OPTIONS = {
+    "--host": ("host", str, "address to listen on"),
+    "--port": ("port", int, "TCP port"),
+    "--offer-timeout": ("offer_timeout_s", float, "seconds before an unanswered offer moves on"),
+    "--announce-interval": ("announce_interval_s", float, "seconds between queue position announcements"),
+}
 
 
 def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     serve = subparsers.add_parser("serve", help="run the contact-centre server (media WebSocket, desks)")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8080)
-    serve.add_argument("--offer-timeout", type=float, default=20.0, help="seconds before an offer moves on")
-    serve.add_argument(
-        "--announce-interval", type=float, default=30.0, help="seconds between position announcements"
-    )
+    defaults = ServerConfig()
+    for option, (setting, kind, meaning) in SERVE_OPTIONS.items():
+        # No argparse default: an option that is not given leaves the settings file's value.
+        serve.add_argument(
+            option,
+            dest=setting,
+            type=kind,
+            help=f"{meaning} (default: server.{setting} in the settings, else {getattr(defaults, setting)})",
+        )
     serve.set_defaults(handler=cmd_serve)
 
     agents = subparsers.add_parser("agents", help="agent desk accounts")
@@ -34,22 +48,40 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     add.set_defaults(handler=cmd_agents_add)
 
     reload = subparsers.add_parser("reload", help="make a running server reload NLU model, flow and prompts")
-    reload.add_argument("--url", default="http://127.0.0.1:8080")
+    reload.add_argument(
+        "--url", help="the running server (default: server.host and server.port in the settings)"
+    )
     reload.set_defaults(handler=cmd_reload)
+
+
+def server_settings(args: argparse.Namespace, config: Config) -> ServerConfig:
+    """The settings' ``server`` section with the `voicebot serve` options that were given."""
+    given = {
+        setting: value
+        for setting, _, _ in SERVE_OPTIONS.values()
+        if (value := getattr(args, setting)) is not None
+    }
+    try:
+        return config.server.replace(**given)
+    except ValidationError as exc:
+        options = {setting: option for option, (setting, _, _) in SERVE_OPTIONS.items()}
+        raise VoicebotError(
+            "; ".join(f"{options[str(error['loc'][0])]}: {error['msg']}" for error in exc.errors())
+        ) from None
 
 
 def cmd_serve(args: argparse.Namespace, config: Config) -> int:
     from aiohttp import web
 
     from voicebot.engines import load_engines
-    from voicebot.server.app import ServerSettings, VoicebotServer
+    from voicebot.server.app import VoicebotServer
 
-    settings = ServerSettings(args.host, args.port, args.offer_timeout, args.announce_interval)
+    settings = server_settings(args, config)
     server = VoicebotServer(load_engines(config), settings)
-    base = f"http://{args.host}:{args.port}"
+    base = f"http://{settings.host}:{settings.port}"
     print(f"softphone  {base}/\nagent desk {base}/agent\ndashboard  {base}/dashboard", flush=True)
-    print(f"media      ws://{args.host}:{args.port}/media\nmetrics    {base}/metrics", flush=True)
-    web.run_app(server.app(), host=args.host, port=args.port, print=None)
+    print(f"media      ws://{settings.host}:{settings.port}/media\nmetrics    {base}/metrics", flush=True)
+    web.run_app(server.app(), host=settings.host, port=settings.port, print=None)
     return 0
 
 
@@ -74,8 +106,9 @@ def cmd_reload(args: argparse.Namespace, config: Config) -> int:
     from voicebot.server.app import admin_token_path
 
     token = admin_token_path(config).read_text(encoding="utf-8").strip()
+    url = args.url or f"http://{config.server.host}:{config.server.port}"
     request = urllib.request.Request(
-        f"{args.url.rstrip('/')}/admin/reload", method="POST", headers={"Authorization": f"Bearer {token}"}
+        f"{url.rstrip('/')}/admin/reload", method="POST", headers={"Authorization": f"Bearer {token}"}
     )
     try:
         with urllib.request.urlopen(request, timeout=300) as response:

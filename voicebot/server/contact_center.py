@@ -21,7 +21,7 @@ MAX_AGENT_BUFFERED_FRAMES = 25  # 0.5 s of the agent's microphone; older audio i
 
 
 class CallerLink(Protocol):
-    """The caller's side of a queued call (implemented by the media WebSocket transport)."""
+    """The caller's side of a queued call (a media call's :class:`~voicebot.server.caller_leg.CallerLeg`)."""
 
     call_id: str
 
@@ -107,8 +107,8 @@ class ContactCenter:
     # ----- callers -------------------------------------------------------------------------------
 
     def enqueue(self, caller: CallerLink, record: HandoffRecord) -> QueuedCall:
+        """Queues the caller; their handoff record was stored when the bot escalated."""
         now = time.time()
-        self.storage.save_handoff(record)
         call = QueuedCall(record.call_id, record, entered_at=now)
         call.entry_id = self.storage.queue_entered(record.call_id, record.queue, now)
         self.acd.enqueue(call)

@@ -1,13 +1,22 @@
-"""What a queued caller hears: position and wait announcements, and locally generated hold music."""
+"""What a queued caller hears: locally generated hold music, and announcements made of prompts from
+``prompts/<language>.yml`` (their ids are in ``voicebot.dialogue.flow.QUEUE_PROMPTS``)."""
 
 from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
 from voicebot.audio import SAMPLE_RATE
+from voicebot.engines import Engines
+from voicebot.tts.piper_engine import synthesize_all
+
+# A prompt id and the values its template is filled with.
+PromptPart = tuple[str, dict[str, Any]]
+CALLBACK_CONFIRMATION: tuple[PromptPart, ...] = (("callback_confirmation", {}),)
 
 
 @functools.cache
@@ -32,17 +41,26 @@ def hold_music() -> bytes:
     return signal.astype("<i2").tobytes()
 
 
-ORDINALS = {1: "next", 2: "second", 3: "third", 4: "fourth", 5: "fifth"}
-
-
-def position_announcement(position: int, wait_s: float) -> str:
-    place = f"{ORDINALS[position]} in line" if position in ORDINALS else f"number {position} in line"
+def position_announcement(position: int, wait_s: float) -> tuple[PromptPart, ...]:
+    """Where the caller is in the queue, about how long it will take, and how to ask for a callback."""
     minutes = max(1, round(wait_s / 60))
-    wait = "about one minute" if minutes == 1 else f"about {minutes} minutes"
     return (
-        f"You are {place}. The estimated wait is {wait}. "
-        "To have us call you back instead, press 1 at any time."
+        ("queue_next", {}) if position == 1 else ("queue_position", {"position": position}),
+        ("queue_wait_one_minute", {}) if minutes == 1 else ("queue_wait_minutes", {"minutes": minutes}),
+        ("queue_callback_offer", {}),
     )
 
 
-CALLBACK_CONFIRMATION = "Thank you. An agent will call you back on this number. Goodbye."
+def announcement_audio(engines: Engines, language: str, parts: Sequence[PromptPart]) -> bytes:
+    """The parts spoken one after another. Blocking: run it in a thread. Static prompts come from the
+    prompt cache (pre-synthesised at startup); filled-in templates from the synthesizer."""
+    prompts = engines.flow.prompts(language)
+    voice = engines.for_language(language)
+    audio: list[bytes] = []
+    for prompt_id, values in parts:
+        text = prompts.render(prompt_id, values)
+        if prompts.get(prompt_id).is_static:
+            audio.append(voice.prompt_cache.get(text))
+        else:
+            audio.append(synthesize_all(voice.synthesizer, text))
+    return b"".join(audio)

@@ -16,7 +16,11 @@ from __future__ import annotations
 import math
 import statistics
 from collections import Counter
+from collections.abc import Iterator
 from typing import Any
+
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from voicebot.handoff.queue import erlang_c_asa, erlang_c_service_level
 from voicebot.storage import Storage
@@ -87,43 +91,55 @@ def erlang_c_forecast(arrivals: int, window_s: float, aht_s: float, agents: int)
     }
 
 
-def prometheus_text(kpis: dict[str, Any], live: dict[str, Any], window_s: int) -> str:
-    """The figures in Prometheus' text exposition format (gauges over the window)."""
-    lines: list[str] = []
+# Gauges over the window: the key in compute_kpis' figures (also the metric's name) and its help.
+WINDOW_GAUGES = (
+    ("calls", "bot sessions ended in the window"),
+    ("containment_rate", "bot sessions ended without transfer / bot sessions"),
+    ("answered", "queued calls answered by an agent"),
+    ("abandoned", "queued calls abandoned by the caller"),
+    ("asa_s", "average speed of answer, seconds"),
+    ("abandonment_rate", "abandoned (>= 5 s) / (answered + abandoned)"),
+    ("average_time_to_abandon_s", "average wait of abandoned calls, seconds"),
+    ("service_level_20s", "answered within 20 s / (answered + abandoned)"),
+    ("aht_s", "average handle time (talk + wrap-up), seconds"),
+    ("fcr", "first-contact resolution from dispositions"),
+    ("turn_latency_p50_ms", "bot turn latency median, ms"),
+    ("turn_latency_p95_ms", "bot turn latency 95th percentile, ms"),
+)
 
-    def gauge(name: str, help_text: str, samples: list[tuple[str, float]]) -> None:
-        lines.append(f"# HELP voicebot_{name} {help_text}")
-        lines.append(f"# TYPE voicebot_{name} gauge")
-        lines.extend(f"voicebot_{name}{labels} {value}" for labels, value in samples)
 
-    window = f'window="{window_s}s"'
-    for key, help_text in (
-        ("calls", "bot sessions ended in the window"),
-        ("containment_rate", "bot sessions ended without transfer / bot sessions"),
-        ("answered", "queued calls answered by an agent"),
-        ("abandoned", "queued calls abandoned by the caller"),
-        ("asa_s", "average speed of answer, seconds"),
-        ("abandonment_rate", "abandoned (>= 5 s) / (answered + abandoned)"),
-        ("average_time_to_abandon_s", "average wait of abandoned calls, seconds"),
-        ("service_level_20s", "answered within 20 s / (answered + abandoned)"),
-        ("aht_s", "average handle time (talk + wrap-up), seconds"),
-        ("fcr", "first-contact resolution from dispositions"),
-        ("turn_latency_p50_ms", "bot turn latency median, ms"),
-        ("turn_latency_p95_ms", "bot turn latency 95th percentile, ms"),
-    ):
-        if kpis[key] is not None:
-            gauge(key, help_text, [(f"{{{window}}}", kpis[key])])
-    gauge(
-        "transfers",
-        "escalations to an agent by reason",
-        [(f'{{{window},reason="{r}"}}', n) for r, n in sorted(kpis["transfers_by_reason"].items())],
-    )
-    gauge(
-        "queue_waiting",
-        "calls waiting in each queue now",
-        [(f'{{queue="{q}"}}', len(calls)) for q, calls in sorted(live["queues"].items())],
-    )
-    states = Counter(agent["state"] for agent in live["agents"])
-    by_state = [(f'{{state="{state}"}}', n) for state, n in sorted(states.items())]
-    gauge("agents", "logged-in agents by state now", by_state)
-    return "\n".join(lines) + "\n"
+class KpiCollector(Collector):
+    """The figures as Prometheus gauges: over the window from the database, queues and agents now.
+    One is made per scrape (the window is the scrape's); the library formats and escapes it."""
+
+    def __init__(self, kpis: dict[str, Any], live: dict[str, Any], window_s: int) -> None:
+        self.kpis = kpis
+        self.live = live
+        self.window = f"{window_s}s"
+
+    def collect(self) -> Iterator[Metric]:
+        for key, help_text in WINDOW_GAUGES:
+            if self.kpis[key] is not None:
+                yield self._gauge(key, help_text, ["window"], [([self.window], self.kpis[key])])
+        transfers = sorted(self.kpis["transfers_by_reason"].items())
+        yield self._gauge(
+            "transfers",
+            "escalations to an agent by reason",
+            ["window", "reason"],
+            [([self.window, reason], n) for reason, n in transfers],
+        )
+        waiting = sorted(self.live["queues"].items())
+        yield self._gauge(
+            "queue_waiting", "calls waiting in each queue now", ["queue"], [([q], len(c)) for q, c in waiting]
+        )
+        states = sorted(Counter(agent["state"] for agent in self.live["agents"]).items())
+        yield self._gauge("agents", "logged-in agents by state now", ["state"], [([s], n) for s, n in states])
+
+    @staticmethod
+    def _gauge(
+        name: str, help_text: str, labels: list[str], samples: list[tuple[list[str], float]]
+    ) -> GaugeMetricFamily:
+        gauge = GaugeMetricFamily(f"voicebot_{name}", help_text, labels=labels)
+        for values, value in samples:
+            gauge.add_metric(values, value)
+        return gauge

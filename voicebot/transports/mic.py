@@ -23,14 +23,13 @@ import numpy as np
 import sounddevice as sd
 import soxr
 
-from voicebot.audio import FRAME_BYTES, FRAME_MS, FRAME_SAMPLES, SAMPLE_RATE
+from voicebot.audio import DTMF_KEYS, FRAME_BYTES, FRAME_MS, FRAME_SAMPLES, SAMPLE_RATE
 from voicebot.audio.codecs import int16_from_pcm
 from voicebot.call import SILENCE, CallSession
 from voicebot.errors import VoicebotError
 from voicebot.events import BargeIn, CallEvent
 
 HANGUP_KEY = "q"
-DTMF_KEYS = frozenset("0123456789*#")
 _FRAME_S = FRAME_MS / 1000
 # Queued bot silence beyond this is dropped, so the speaker does not lag after the call stalled
 # (recognition, synthesis) and caught up on the microphone's backlog. Speech is never dropped.

@@ -2,7 +2,9 @@
 
 The caller waits until the bot has answered and gone quiet, then speaks (or keys digits, or stays
 silent); a barge-in turn starts talking over the bot's reply instead. Real-time pacing is optional:
-the call's timers run on the audio clock, so a paced and an unpaced run behave the same.
+the call's timers run on the audio clock, and each frame lets the call's work settle (without a
+limit when unpaced, within the frame's 20 ms when paced), so a paced and an unpaced run behave the
+same while the models are fast enough.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ async def run_simulated_call(
     """Runs the whole call; the caller hangs up once the bot has answered the last turn."""
     call = SimulatedCall(session)
     await session.start()
+    await session.settle()
     pending = deque(turns)
     frames: deque[bytes] = deque()
     keys: deque[str] = deque()
@@ -107,7 +110,10 @@ async def run_simulated_call(
                 waited_ms += FRAME_MS
         if paced:
             next_tick += FRAME_MS / 1000
+            await session.settle(timeout=max(0.0, next_tick - time.monotonic()))
             await asyncio.sleep(max(0.0, next_tick - time.monotonic()))
+        else:
+            await session.settle()
     if not session.ended:
         await session.hangup()
     return call

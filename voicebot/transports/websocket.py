@@ -2,13 +2,14 @@
 
 Caller -> server: JSON text messages ``start`` (first, once), ``dtmf``, ``hangup``; binary audio of
 whole 20 ms frames (16 kHz mono s16le, 640 bytes each, up to 10 per message). Server -> caller:
-``started``, binary audio paced in real time, ``clear`` (barge-in: drop what is buffered), ``transfer``,
-``queue`` (position and estimated wait), ``agent_connected``, ``callback_scheduled``, ``hangup``.
-Anything else closes this connection only (code 1008 and a logged reason). See docs/media-websocket.md.
+``started``, binary audio paced in real time, ``clear`` (barge-in: drop what is buffered), the
+owner's control messages, ``hangup``. Anything else closes this connection only (code 1008 and a
+logged reason). See docs/media-websocket.md.
 
-After an escalation the session ends but the connection stays: the caller is moved into the queue,
-hears announcements and hold music, may press 1 for a callback, and is bridged to the agent who
-accepts the call.
+This module speaks the protocol and runs the bot. Everything else about the call belongs to its
+owner, a :class:`CallOwner` handed in by whoever accepted the connection (the contact-centre server):
+it keeps the call's records, and after an escalation it takes the caller (queue, hold, agent) while
+this transport keeps pacing frames and sending the owner's messages.
 """
 
 from __future__ import annotations
@@ -16,23 +17,19 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import time
 from collections import deque
-from collections.abc import Awaitable, Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from voicebot.audio import FRAME_BYTES, FRAME_MS
+from voicebot.audio import DTMF_KEYS, FRAME_BYTES, FRAME_MS
 from voicebot.audio.codecs import split_frames
 from voicebot.call import SILENCE, CallSession
 from voicebot.engines import Engines
 from voicebot.errors import DataFileError
 from voicebot.events import BargeIn, CallEvent
-from voicebot.server.contact_center import AgentDesk, ContactCenter
-from voicebot.server.hold import CALLBACK_CONFIRMATION, hold_music, position_announcement
-from voicebot.storage import Storage
-from voicebot.tts.piper_engine import synthesize_all
+from voicebot.handoff.record import HandoffRecord
 
 log = logging.getLogger("voicebot.media")
 MAX_FRAMES_PER_MESSAGE = 10
@@ -40,8 +37,6 @@ MAX_MESSAGE_BYTES = FRAME_BYTES * MAX_FRAMES_PER_MESSAGE
 MAX_BUFFERED_FRAMES = 25  # 0.5 s jitter buffer; a caller sending faster than real time loses the oldest
 MAX_BUFFERED_KEYS = 32
 START_TIMEOUT_S = 10.0
-DTMF_KEYS = frozenset("0123456789*#")
-CALLBACK_KEY = "1"
 FRAME_S = FRAME_MS / 1000
 
 
@@ -67,41 +62,53 @@ def audio_frames(data: bytes) -> list[bytes]:
     return split_frames(data)
 
 
+@dataclass(frozen=True)
+class HangUp:
+    """What the owner's ``step`` returns to end the call; the caller gets it as a ``hangup`` message."""
+
+    reason: str
+    outcome: str | None = None
+
+
+class CallerLine(Protocol):
+    """The caller's connection, as the call's owner sees it."""
+
+    def send(self, message: dict[str, Any]) -> None:
+        """Queues a control message; it goes out before the next audio frame."""
+
+
+class CallOwner(Protocol):
+    """What the server plugs into one media call: its records, and the caller after an escalation."""
+
+    def started(self, call_id: str, caller_id: str, language: str) -> None:
+        """The call is up; the greeting follows."""
+
+    def handoff(self, record: HandoffRecord) -> None:
+        """The bot escalated; the transfer prompt is about to play (the caller may hang up during it)."""
+
+    def escalated(self, record: HandoffRecord, line: CallerLine) -> None:
+        """The transfer prompt has played: from the next frame on, :meth:`step` serves the caller."""
+
+    async def step(self, frame: bytes, key: str | None) -> bytes | HangUp:
+        """One 20 ms frame after the escalation: the caller's audio and key in, what they hear out."""
+
+    async def ended(self, outcome: str, reason: str, events: list[CallEvent]) -> None:
+        """The connection is over, whoever hung up: the bot's outcome, why it ended, its events."""
+
+
 class MediaCall:
-    def __init__(
-        self,
-        ws: web.WebSocketResponse,
-        engines: Engines,
-        center: ContactCenter,
-        storage: Storage,
-        announce_interval_ms: int,
-    ) -> None:
+    def __init__(self, ws: web.WebSocketResponse, engines: Engines, owner: CallOwner) -> None:
         self.ws = ws
         self.engines = engines
-        self.center = center
-        self.storage = storage
-        self.announce_interval_ms = announce_interval_ms
+        self.owner = owner
         self.session: CallSession | None = None
         self.inbound: deque[bytes] = deque(maxlen=MAX_BUFFERED_FRAMES)
         self.keys: deque[str] = deque(maxlen=MAX_BUFFERED_KEYS)
         self.caller_gone = False
         self.violation: str | None = None
-        self.phase: Callable[[bytes, str | None], Awaitable[bytes | None]] = self._bot_step
         self.end_reason = "caller_hangup"
-        self.queue_result: str | None = None  # answered | abandoned | callback, once queued
+        self._escalated = False  # the owner serves the caller (see CallOwner.escalated)
         self._outbox: deque[dict[str, Any]] = deque()  # control messages to send before the next frame
-        self._agent: AgentDesk | None = None
-        self._agent_left = False
-        self._hold: deque[bytes] = deque()  # announcement frames to play before more music
-        self._announcement: asyncio.Task[bytes] | None = None
-        self._music_at = 0
-        self._since_announce_ms = 0
-        self._leaving = False  # the callback confirmation is playing; end when it is done
-
-    @property
-    def call_id(self) -> str:
-        assert self.session is not None
-        return self.session.call_id
 
     # ----- connection --------------------------------------------------------------------------
 
@@ -140,9 +147,13 @@ class MediaCall:
         except DataFileError:
             raise ProtocolViolation(f"unsupported language '{language[:16]}'") from None
         self.session = CallSession(
-            self.engines, caller_id=caller_id, language=language, listeners=[self._on_event]
+            self.engines,
+            caller_id=caller_id,
+            language=language,
+            listeners=[self._on_event],
+            on_handoff=self.owner.handoff,
         )
-        self.storage.call_started(self.session.call_id, caller_id, language, time.time())
+        self.owner.started(self.session.call_id, caller_id, language)
         await self.ws.send_json({"type": "started", "call_id": self.session.call_id})
         await self.session.start()
 
@@ -180,6 +191,9 @@ class MediaCall:
             self.end_reason = "protocol_error"
         self.caller_gone = True
 
+    def send(self, message: dict[str, Any]) -> None:
+        self._outbox.append(message)
+
     async def _pace(self) -> None:
         """One frame in, one frame out every 20 ms of wall time, until either side hangs up."""
         loop = asyncio.get_running_loop()
@@ -187,11 +201,15 @@ class MediaCall:
         while not self.caller_gone:
             frame = self.inbound.popleft() if self.inbound else SILENCE
             key = self.keys.popleft() if self.keys else None
-            out = await self.phase(frame, key)
-            if out is None or self.ws.closed:
+            out = await (self.owner.step(frame, key) if self._escalated else self._bot_step(frame, key))
+            if self.ws.closed:
                 return
             while self._outbox:
                 await self.ws.send_json(self._outbox.popleft())
+            if isinstance(out, HangUp):
+                self.end_reason = out.reason
+                await self.ws.send_json({"type": "hangup", "reason": out.reason, "outcome": out.outcome})
+                return
             await self.ws.send_bytes(out)
             next_tick += FRAME_S
             delay = next_tick - loop.time()
@@ -199,116 +217,30 @@ class MediaCall:
                 next_tick = loop.time()  # fell far behind (a slow turn): resume, don't burst
             await asyncio.sleep(max(0.0, delay))
 
-    async def _hang_up(self, reason: str, outcome: str | None = None) -> None:
-        self.end_reason = reason
-        if not self.ws.closed:
-            await self.ws.send_json({"type": "hangup", "reason": reason, "outcome": outcome})
-
     async def _finish(self) -> None:
         session = self.session
         if session is not None:
             if not session.ended:
-                await session.hangup()
-            if self.queue_result is None and self.phase == self._hold_step:
-                self.queue_result = "abandoned"
-                await self.center.leave_queue(session.call_id, "abandoned")
-            elif self._agent is not None and not self._agent_left:
-                await self.center.caller_hung_up(session.call_id)
-            reason = self.queue_result or self.end_reason
-            self.storage.call_ended(session.call_id, session.outcome or "abandoned", reason, time.time())
-            self.storage.add_trace_events(session.events, time.time() - time.monotonic())
-        if self._announcement is not None:
-            self._announcement.cancel()
+                await session.hangup(self.end_reason)
+            await self.owner.ended(session.outcome or "abandoned", self.end_reason, session.events)
         if not self.ws.closed:
             code = WSCloseCode.POLICY_VIOLATION if self.violation else WSCloseCode.OK
             await self.ws.close(code=code, message=(self.violation or "").encode()[:120])
 
-    # ----- phases: bot, queue, agent -----------------------------------------------------------
+    # ----- the bot -------------------------------------------------------------------------------
 
     def _on_event(self, event: CallEvent) -> None:
         if isinstance(event, BargeIn):
-            self._outbox.append({"type": "clear"})
+            self.send({"type": "clear"})
 
-    async def _bot_step(self, frame: bytes, key: str | None) -> bytes | None:
+    async def _bot_step(self, frame: bytes, key: str | None) -> bytes | HangUp:
         session = self.session
         assert session is not None
         out = await session.step(frame, key)
         if not session.ended:
             return out
-        if session.outcome == "escalated" and session.dialogue.handoff is not None:
-            await self._enter_queue()
+        if session.outcome == "escalated" and session.handoff is not None:
+            self._escalated = True
+            self.owner.escalated(session.handoff, self)
             return out
-        await self._hang_up("bot_hangup", session.outcome)
-        return None
-
-    async def _enter_queue(self) -> None:
-        assert self.session is not None and self.session.dialogue.handoff is not None
-        record = self.session.dialogue.handoff
-        self.center.enqueue(self, record)
-        self.phase = self._hold_step
-        await self.ws.send_json({"type": "transfer", "queue": record.queue})
-        await self._announce_position()
-
-    async def _announce_position(self) -> None:
-        position = self.center.acd.position(self.call_id)
-        wait_s = self.center.acd.estimated_wait_s(self.call_id)
-        await self.ws.send_json({"type": "queue", "position": position, "estimated_wait_s": round(wait_s)})
-        self._speak(position_announcement(position, wait_s))
-
-    def _speak(self, text: str) -> None:
-        if self._announcement is not None:
-            self._announcement.cancel()
-        self._hold.clear()
-        synthesizer = self.engines.synthesizer
-        self._announcement = asyncio.create_task(asyncio.to_thread(synthesize_all, synthesizer, text))
-
-    async def _hold_step(self, frame: bytes, key: str | None) -> bytes | None:
-        if key == CALLBACK_KEY and not self._leaving:
-            self._leaving = True
-            self.queue_result = "callback"
-            await self.center.leave_queue(self.call_id, "callback")
-            await self.ws.send_json({"type": "callback_scheduled"})
-            self._speak(CALLBACK_CONFIRMATION)
-        if self._announcement is not None and self._announcement.done():
-            self._hold.extend(split_frames(self._announcement.result()))
-            self._announcement = None
-        if self._hold:
-            return self._hold.popleft()
-        if self._leaving:
-            if self._announcement is None:
-                await self._hang_up("callback")
-                return None
-            return SILENCE
-        self._since_announce_ms += FRAME_MS
-        if self._since_announce_ms >= self.announce_interval_ms:
-            self._since_announce_ms = 0
-            await self._announce_position()
-        return self._music_frame()
-
-    def _music_frame(self) -> bytes:
-        music = hold_music()
-        start = self._music_at
-        self._music_at = (start + FRAME_BYTES) % (len(music) - len(music) % FRAME_BYTES)
-        return music[start : start + FRAME_BYTES]
-
-    def connect_agent(self, agent: AgentDesk) -> None:
-        self._agent = agent
-        self.queue_result = "answered"
-        if self._announcement is not None:
-            self._announcement.cancel()
-            self._announcement = None
-        self._hold.clear()
-        self.phase = self._talk_step
-        self._outbox.append({"type": "clear"})  # drop any buffered hold music
-        self._outbox.append({"type": "agent_connected", "agent": agent.username})
-
-    def agent_hung_up(self) -> None:
-        self._agent_left = True
-
-    async def _talk_step(self, frame: bytes, key: str | None) -> bytes | None:
-        assert self._agent is not None
-        if self._agent_left:
-            await self._hang_up("agent_hangup", "escalated")
-            return None
-        await self._agent.send_audio(frame)
-        return self._agent.inbound.popleft() if self._agent.inbound else SILENCE
+        return HangUp("bot_hangup", session.outcome)

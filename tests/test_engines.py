@@ -1,0 +1,29 @@
+"""Engines keyed by language: each loaded language has its recognizer, NLU, synthesizer and prompts."""
+
+from __future__ import annotations
+
+import pytest
+
+from voicebot.engines import Engines, reload_engines
+from voicebot.errors import ModelNotFoundError
+
+
+def test_the_configured_language_is_loaded(engines: Engines) -> None:
+    assert set(engines.languages) == {engines.config.language}
+    english = engines.for_language(engines.config.language)
+    assert english.nlu.name == "rasa" and english.recognizer.name and english.synthesizer.name
+
+
+def test_a_language_that_is_not_loaded_is_an_error_naming_what_is(engines: Engines) -> None:
+    with pytest.raises(ModelNotFoundError, match=r"language 'fr' \(loaded: en\)"):
+        engines.for_language("fr")
+
+
+def test_reload_renews_flow_nlu_and_prompts_and_keeps_the_loaded_models(engines: Engines) -> None:
+    reloaded = reload_engines(engines.config, engines)
+    assert set(reloaded.languages) == set(engines.languages)
+    for language, before in engines.languages.items():
+        after = reloaded.for_language(language)
+        assert after.recognizer is before.recognizer and after.synthesizer is before.synthesizer
+        assert after.prompt_cache is not before.prompt_cache
+    assert reloaded.flow is not engines.flow and reloaded.actions is engines.actions

@@ -1,0 +1,266 @@
+"""One call: audio frames in, bot audio out, on the call's audio clock.
+
+A transport calls :meth:`CallSession.step` once per 20 ms frame (caller audio, optionally a DTMF
+key) and gets the bot's next 20 ms frame back. Audio flows one way through three stages:
+
+    Listener (endpointer, recogniser stream, speculation) -> caller utterances
+    Understanding (NLU, dialogue)                         -> what to say and do
+    Playout (utterances synthesised sentence by sentence) -> bot frames
+
+``step`` never waits on a model: recognition, NLU, the dialogue and synthesis run as tasks and
+threads, and the bot is silent until they are done. :meth:`settle` waits for that work, so an
+unpaced simulated call, which settles after each frame, behaves as if it were instant: every timer
+(endpointing, no-input) counts frames of the audio clock, never wall time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable, Iterator
+
+from voicebot.audio import FRAME_BYTES, FRAME_MS
+from voicebot.call.faults import Fault, check_faults
+from voicebot.call.listener import Listener
+from voicebot.call.playout import SILENCE, Playout, SpeechFailed, Utterance
+from voicebot.call.understanding import Understanding
+from voicebot.dialogue.manager import DialogueManager, Handoff, Hangup, Output, Say
+from voicebot.engines import Engines
+from voicebot.events import BargeIn, CallEnded, CallEvent, CallStarted, TtsFirstAudio, TtsStarted
+from voicebot.handoff.record import HandoffRecord
+
+
+class CallSession:
+    def __init__(
+        self,
+        engines: Engines,
+        *,
+        caller_id: str = "unknown",
+        language: str | None = None,
+        call_id: str | None = None,
+        listeners: list[Callable[[CallEvent], None]] | None = None,
+        faults: tuple[Fault, ...] = (),
+        on_handoff: Callable[[HandoffRecord], None] | None = None,
+    ) -> None:
+        self.engines = engines
+        self.config = engines.config
+        self.call_id = call_id or uuid.uuid4().hex[:12]
+        self.caller_id = caller_id
+        self.language = language or self.config.language
+        self.listeners = list(listeners or [])
+        self.faults = faults
+        self.events: list[CallEvent] = []
+        self.audio_ms = 0
+        self.outcome: str | None = None
+        self._on_handoff = on_handoff
+        self.models = engines.for_language(self.language)
+        self.listener = Listener(self.config.endpoint, self.models.recognizer, self.emit, self._on_guess)
+        self.understanding = Understanding(
+            lambda emit: DialogueManager(
+                engines.flow, self.language, engines.actions, self.config.policy,
+                call_id=self.call_id, caller_id=caller_id, emit=emit,
+            ),
+            self.models.nlu,
+            asr_name=self.models.recognizer.name,
+            faults=faults,
+            emit=self.emit,
+            deliver=self._deliver,
+            interrupt=self._stop_speaking,
+        )  # fmt: skip
+        self.dialogue = self.understanding.dialogue
+        self.playout = Playout(self.emit)
+        self._idle_ms = 0
+        # Wall time the caller's turn ended and how long the endpointer waited for it (latency).
+        self._turn_end: tuple[float, int] | None = None
+        self._awaiting_first_audio = False
+        self._caller_turns = 0
+
+    # ----- what transports and owners see ----------------------------------------------------------
+
+    def emit(self, event: CallEvent) -> None:
+        event.call_id = self.call_id
+        event.audio_ms = self.audio_ms
+        event.t = time.monotonic()  # emission time: events made in a worker thread keep the trace in order
+        self.events.append(event)
+        for listener in self.listeners:
+            listener(event)
+
+    @property
+    def ended(self) -> bool:
+        return self.outcome is not None
+
+    @property
+    def handoff(self) -> HandoffRecord | None:
+        """The handoff record once the dialogue has escalated the call."""
+        return self.dialogue.handoff
+
+    @property
+    def collecting_secret(self) -> bool:
+        return self.dialogue.collecting_secret
+
+    @property
+    def in_speech(self) -> bool:
+        return self.listener.in_speech
+
+    @property
+    def bot_speaking(self) -> bool:
+        return self.playout.speaking
+
+    async def start(self) -> None:
+        self.emit(
+            CallStarted(
+                caller_id=self.caller_id,
+                language=self.language,
+                asr_engine=self.models.recognizer.name,
+                nlu_engine=self.models.nlu.name,
+            )
+        )
+        self.understanding.start()
+
+    async def step(self, caller_frame: bytes = SILENCE, dtmf: str | None = None) -> bytes:
+        """Advances the call by one frame: takes the caller's audio (and key), returns the bot's."""
+        if self.ended:
+            return SILENCE
+        if len(caller_frame) != FRAME_BYTES:
+            raise ValueError(
+                f"caller frame must be {FRAME_BYTES} bytes (20 ms of 16 kHz s16le), got {len(caller_frame)}"
+            )
+        self.audio_ms += FRAME_MS
+        if dtmf:
+            self._on_key(dtmf)
+        self._listen(caller_frame)
+        out = self._play()
+        self._tick_no_input()
+        return out
+
+    async def settle(self, timeout: float | None = None) -> None:
+        """Waits until recognition, understanding and synthesis in flight are done (or the timeout)."""
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while tasks := [*self.listener.pending(), *self.understanding.pending(), *self.playout.pending()]:
+            remaining = None if deadline is None else deadline - loop.time()
+            if remaining is not None and remaining <= 0:
+                return
+            await asyncio.wait(tasks, timeout=remaining)
+
+    async def hangup(self, reason: str = "caller_hangup") -> None:
+        """The caller hung up."""
+        if self.ended:
+            return
+        self.listener.drop()
+        self.playout.stop()
+        self._finish(self.dialogue.on_hangup().outcome, reason)
+
+    def _stop_speaking(self) -> None:
+        self.playout.stop()
+
+    # ----- caller side -------------------------------------------------------------------------
+
+    def _on_key(self, key: str) -> None:
+        current = self.playout.current
+        accepted = self.dialogue.accepts_key(key) and (current is None or current.say.interruptible)
+        if accepted:
+            self._idle_ms = 0
+            if self.playout.speaking:
+                self._barge_in("dtmf")
+            self._caller_turns += 1
+            self._turn_end = (time.monotonic(), 0)
+        self.understanding.key(key, self._caller_turns, accepted)
+
+    def _listen(self, frame: bytes) -> None:
+        current = self.playout.current
+        try:
+            utterance = self.listener.feed(
+                frame,
+                bot_speaking=self.playout.speaking,
+                interruptible=current is None or current.say.interruptible,
+                hints=self.dialogue.hints,
+                secret=self.dialogue.collecting_secret,
+            )
+        except Exception as exc:  # the recogniser could not open a stream: tell the caller, escalate
+            self.understanding.failed("asr", exc)
+            return
+        if self.listener.in_speech:
+            self._idle_ms = 0
+            if self.playout.speaking and self.listener.hears_barge_in:
+                self._barge_in("speech")
+                self.listener.barged_in()
+        if utterance is not None:
+            self._caller_turns += 1
+            self._turn_end = (time.monotonic(), self.config.endpoint.end_silence_ms)
+            self.understanding.utterance(utterance, self._caller_turns)
+
+    def _on_guess(self, text: str) -> None:
+        if not self.dialogue.collecting_secret:
+            self.understanding.guess(text)
+
+    def _barge_in(self, by: str) -> None:
+        current = self.playout.current
+        if current is not None:
+            self.emit(BargeIn(by=by, heard_ms=current.heard_ms, prompt_ms=current.total_ms))
+        self.playout.stop(keep_uninterruptible=True)
+
+    def _tick_no_input(self) -> None:
+        """Counts the caller's silence after the bot stopped talking, on the audio clock."""
+        busy = self.playout.busy or self.listener.in_speech or self.understanding.busy
+        if self.ended or busy or self.dialogue.ended is not None:
+            return
+        self._idle_ms += FRAME_MS
+        if self._idle_ms >= self.config.endpoint.no_input_timeout_ms:
+            self._idle_ms = 0
+            self._turn_end = None
+            self.understanding.no_input()
+
+    # ----- bot side ----------------------------------------------------------------------------
+
+    def _deliver(self, outputs: list[Output], turn: int) -> None:
+        if self.ended:
+            return
+        for output in outputs:
+            if isinstance(output, Handoff):
+                # The owner (contact centre or CLI) stores it now, so a caller who hangs up during
+                # the transfer prompt still leaves a record.
+                if self._on_handoff is not None:
+                    self._on_handoff(output.record)
+            elif isinstance(output, Hangup):
+                self.playout.add(output)
+            else:
+                self.emit(TtsStarted(text=output.text, cached=output.static))
+                self.playout.add(Utterance(output, self._speech(output, turn)))
+        self._awaiting_first_audio = bool(outputs) and self._turn_end is not None
+
+    def _speech(self, say: Say, turn: int) -> Iterator[bytes]:
+        """Static prompts come from the cache (pre-synthesised at startup, so fault prompts play even
+        when the synthesizer is broken); others stream sentence by sentence. Runs in a thread."""
+        if say.static:
+            yield self.models.prompt_cache.get(say.text)
+            return
+        check_faults(self.faults, "tts", turn)
+        yield from self.models.synthesizer.synthesize(say.text)
+
+    def _play(self) -> bytes:
+        frame, happened = self.playout.next_frame()
+        if isinstance(happened, Hangup):
+            self._finish(happened.outcome, "bot_hangup")
+        elif isinstance(happened, SpeechFailed):
+            self.understanding.failed("tts", happened.error)
+        elif isinstance(happened, Utterance) and self._awaiting_first_audio and self._turn_end is not None:
+            ended_wall, endpoint_wait_ms = self._turn_end
+            wall_ms = (time.monotonic() - ended_wall) * 1000
+            self.emit(
+                TtsFirstAudio(
+                    synth_ms=round(happened.synth_ms, 1), turn_latency_ms=round(endpoint_wait_ms + wall_ms, 1)
+                )
+            )
+            self._awaiting_first_audio = False
+            self._turn_end = None
+        if self.playout.speaking:
+            self._idle_ms = 0
+        return frame
+
+    def _finish(self, outcome: str, reason: str) -> None:
+        if self.ended:
+            return
+        self.outcome = outcome
+        self.emit(CallEnded(outcome=outcome, reason=reason, duration_ms=self.audio_ms))

@@ -1,0 +1,198 @@
+"""Understanding: NLU and the dialogue turn each caller input into what the bot says and does.
+
+Inputs (an utterance, a key, a no-input timeout, a stage failure) are handled one at a time, in the
+order they happened, in a chain of tasks, so the 20 ms tick never waits for them. The dialogue runs
+in a thread because its actions may block (the demo bank's PIN check hashes for ~36 ms); its events
+are buffered there and emitted on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from voicebot.call.faults import Fault, check_faults
+from voicebot.call.listener import CallerUtterance
+from voicebot.dialogue.manager import DialogueManager, Output
+from voicebot.events import AsrFinal, CallEvent, DtmfReceived, NluParsed, StageError
+from voicebot.nlu.base import NluEngine, NluResult
+
+log = logging.getLogger("voicebot.call")
+WITHHELD = "[withheld]"
+NOISE_MS = 600  # an empty transcript of less speech than this was a noise the VAD took for speech
+
+
+class Understanding:
+    def __init__(
+        self,
+        make_dialogue: Callable[[Callable[[CallEvent], None]], DialogueManager],
+        nlu: NluEngine,
+        *,
+        asr_name: str,
+        faults: tuple[Fault, ...],
+        emit: Callable[[CallEvent], None],
+        deliver: Callable[[list[Output], int], None],
+        interrupt: Callable[[], None],
+    ) -> None:
+        self._dialogue_events: list[CallEvent] = []
+        self.dialogue = make_dialogue(self._dialogue_events.append)
+        self._nlu = nlu
+        self._asr_name = asr_name
+        self._faults = faults
+        self._emit = emit
+        self._deliver = deliver  # the dialogue's outputs for one caller turn
+        self._interrupt = interrupt  # stops the bot's speech when a stage failed
+        self._chain: asyncio.Task[None] | None = None
+        self._guesses: dict[str, asyncio.Task[tuple[NluResult, float]]] = {}
+
+    @property
+    def busy(self) -> bool:
+        return self._chain is not None and not self._chain.done()
+
+    def pending(self) -> list[asyncio.Task[object]]:
+        tasks: list[asyncio.Task[object]] = [t for t in self._guesses.values() if not t.done()]
+        if self.busy:
+            assert self._chain is not None
+            tasks.append(self._chain)
+        return tasks
+
+    # ----- inputs, in the order they happened ----------------------------------------------------
+
+    def start(self) -> None:
+        self._submit(lambda: self._run("dialogue", 0, self.dialogue.start))
+
+    def utterance(self, utterance: CallerUtterance, turn: int) -> None:
+        self._submit(lambda: self._understand(utterance, turn))
+
+    def key(self, key: str, turn: int, accepted: bool) -> None:
+        self._submit(lambda: self._key(key, turn, accepted))
+
+    def no_input(self) -> None:
+        self._submit(lambda: self._run("dialogue", 0, self.dialogue.on_no_input))
+
+    def failed(self, stage: str, error: BaseException) -> None:
+        self._submit(lambda: self._fail(stage, error))
+
+    def guess(self, text: str) -> None:
+        """A speculative transcript: parse it now, so the intent is ready if it is the final one."""
+        if text not in self._guesses:
+            self._guesses[text] = asyncio.create_task(self._parse_timed(text))
+
+    # ----- the work ----------------------------------------------------------------------------
+
+    def _submit(self, work: Callable[[], Awaitable[None]]) -> None:
+        previous = self._chain
+
+        async def after_previous() -> None:
+            if previous is not None:
+                await asyncio.wait([previous])  # whatever became of it, this input still counts
+            try:
+                await work()
+            except Exception as exc:  # a fault outside the stages (an event listener, say)
+                await self._fail("call", exc)
+
+        self._chain = asyncio.create_task(after_previous())
+
+    async def _key(self, key: str, turn: int, accepted: bool) -> None:
+        # Masked by the dialogue's state once the inputs before this key are handled.
+        self._emit(DtmfReceived(digits="*" if self.dialogue.collecting_secret else key))
+        if accepted:
+            await self._run("dialogue", turn, lambda: self.dialogue.on_dtmf(key))
+
+    async def _understand(self, utterance: CallerUtterance, turn: int) -> None:
+        try:
+            check_faults(self._faults, "asr", turn)
+            heard = await utterance.recognition
+        except Exception as exc:
+            utterance.recognition.cancel()
+            await self._fail("asr", exc)
+            return
+        transcript = heard.transcript
+        secret = self.dialogue.collecting_secret
+        self._emit(
+            AsrFinal(
+                text=WITHHELD if secret else transcript.text,
+                confidence=round(transcript.confidence, 3),
+                words=[] if secret else [w.__dict__ for w in transcript.words],
+                alternatives=[] if secret else list(transcript.alternatives),
+                engine=self._asr_name,
+                compute_ms=round(heard.asr_ms, 1),
+                audio_duration_ms=utterance.audio_ms,
+                speculative=heard.speculative,
+            )
+        )
+        if not transcript.text.strip() and utterance.speech_ms < NOISE_MS:
+            self._forget_guesses()
+            return
+        try:
+            check_faults(self._faults, "nlu", turn)
+            result, nlu_ms = await self._parse(transcript.text)
+        except Exception as exc:
+            await self._fail("nlu", exc)
+            return
+        self._emit(
+            NluParsed(
+                text=WITHHELD if secret else result.text,
+                intent=result.intent.name,
+                confidence=round(result.intent.confidence, 3),
+                ranking=[{"name": r.name, "confidence": round(r.confidence, 3)} for r in result.ranking[:5]],
+                entities=[] if secret else [{"entity": e.entity, "value": e.value} for e in result.entities],
+                compute_ms=round(nlu_ms, 2),
+            )
+        )
+        await self._run(
+            "dialogue",
+            turn,
+            lambda: self.dialogue.on_utterance(transcript.text, result, transcript.alternatives),
+        )
+
+    async def _parse(self, text: str) -> tuple[NluResult, float]:
+        guess = self._guesses.pop(text, None)
+        self._forget_guesses()
+        if guess is not None:
+            try:
+                return await guess
+            except Exception:
+                log.warning("speculative parse failed; parsing again", exc_info=True)
+        return await self._parse_timed(text)
+
+    async def _parse_timed(self, text: str) -> tuple[NluResult, float]:
+        started = time.monotonic()
+        result = await self._nlu.parse(text)
+        return result, (time.monotonic() - started) * 1000
+
+    def _forget_guesses(self) -> None:
+        for task in self._guesses.values():
+            task.cancel()
+        self._guesses.clear()
+
+    async def _run(self, stage: str, turn: int, produce: Callable[[], list[Output]]) -> None:
+        try:
+            check_faults(self._faults, stage, turn)
+            outputs = await asyncio.to_thread(produce)
+        except Exception as exc:
+            self._flush_dialogue_events()
+            await self._fail(stage, exc)
+            return
+        self._flush_dialogue_events()
+        self._deliver(outputs, turn)
+
+    async def _fail(self, stage: str, error: BaseException) -> None:
+        """Any stage fault: the caller hears that something went wrong and goes to an agent."""
+        log.error("%s failed", stage, exc_info=error)
+        self._emit(StageError(stage=stage, error=repr(error)))
+        self._interrupt()
+        ended = self.dialogue.ended
+        if ended is not None:
+            self._deliver([ended], 0)  # already leaving (e.g. the transfer prompt failed)
+            return
+        outputs = self.dialogue.on_error(stage, error)
+        self._flush_dialogue_events()
+        self._deliver(outputs, 0)
+
+    def _flush_dialogue_events(self) -> None:
+        events, self._dialogue_events[:] = list(self._dialogue_events), []
+        for event in events:
+            self._emit(event)

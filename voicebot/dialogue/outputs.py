@@ -1,0 +1,28 @@
+"""What the dialogue answers with: words to say, a handoff to agents, the end of the call."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from voicebot.handoff.record import HandoffRecord
+
+
+@dataclass(frozen=True)
+class Say:
+    text: str
+    prompt_id: str
+    interruptible: bool = True
+    static: bool = True  # no values filled in: can be pre-synthesised and cached
+
+
+@dataclass(frozen=True)
+class Handoff:
+    record: HandoffRecord
+
+
+@dataclass(frozen=True)
+class Hangup:
+    outcome: str  # contained | escalated | abandoned
+
+
+Output = Say | Handoff | Hangup
