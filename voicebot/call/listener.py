@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from voicebot.asr.base import RecognitionHints, Recognizer, RecognizerStream, Transcript
 from voicebot.audio import FRAME_BYTES, FRAME_MS
 from voicebot.audio.vad import Endpointer
+from voicebot.call.threads import RECOGNITION, run_in
 from voicebot.config import EndpointConfig
 from voicebot.events import AsrPartial, CallEvent, SpeechEnded, SpeechStarted
 
@@ -174,7 +175,7 @@ class Listener:
 
 async def _transcribe(recognise: Callable[[], Transcript | None], speculative: bool = False) -> Heard | None:
     started = time.monotonic()
-    transcript = await asyncio.to_thread(recognise)
+    transcript = await run_in(RECOGNITION, recognise)
     if transcript is None:
         return None
     return Heard(transcript, (time.monotonic() - started) * 1000, speculative)

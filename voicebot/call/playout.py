@@ -16,10 +16,12 @@ from dataclasses import dataclass
 
 from voicebot.audio import FRAME_BYTES, FRAME_MS
 from voicebot.audio.codecs import split_frames
+from voicebot.call.threads import SYNTHESIS, run_in
 from voicebot.dialogue.manager import Hangup, Say
 from voicebot.events import BotSaid, CallEvent, TtsFinished
 
 SILENCE = bytes(FRAME_BYTES)
+LOOKAHEAD_FRAMES = 100  # 2 s: synthesise the next sentence when less than this is left to play
 
 
 @dataclass(frozen=True)
@@ -33,21 +35,25 @@ class SpeechFailed:
 class Utterance:
     """One :class:`Say` being played."""
 
-    def __init__(self, say: Say, chunks: Iterator[bytes]) -> None:
+    def __init__(self, say: Say, chunks: Iterator[bytes], audio: bytes | None = None) -> None:
+        """``chunks`` are synthesised in a thread, sentence by sentence; ``audio`` already at hand
+        (a cached prompt) plays from the next frame without one."""
         self.say = say
         self._chunks = chunks
         self._created = time.monotonic()
         self.synth_ms = 0.0  # time to the first sentence's audio
-        self._frames: deque[bytes] = deque()
-        self._next_chunk: asyncio.Task[bytes | None] | None = asyncio.create_task(self._synthesize_next())
+        self._frames: deque[bytes] = deque(split_frames(audio) if audio else ())
+        self._more = audio is None  # sentences may still come from the synthesizer
+        self._next_chunk: asyncio.Task[bytes | None] | None = None
+        self._fetch_if_needed()
         self.played_frames = 0
-        self.total_frames = 0
+        self.total_frames = len(self._frames)
         self.started = False
         self.finished = False
         self.interrupted = False
 
     async def _synthesize_next(self) -> bytes | None:
-        chunk = await asyncio.to_thread(next, self._chunks, None)
+        chunk = await run_in(SYNTHESIS, lambda: next(self._chunks, None))
         if not self.synth_ms:
             self.synth_ms = (time.monotonic() - self._created) * 1000
         return chunk
@@ -63,6 +69,7 @@ class Utterance:
         if self._next_chunk is not None:
             self._next_chunk.cancel()
             self._next_chunk = None
+        self._more = False
         self._frames.clear()
         self.interrupted = True
 
@@ -71,18 +78,26 @@ class Utterance:
 
         Raises what synthesis raised."""
         task = self._next_chunk
-        if not self._frames and task is not None and task.done():
+        if task is not None and task.done():
             self._next_chunk = None
             chunk = task.result()
-            if chunk is not None:
+            if chunk is None:
+                self._more = False
+            else:
                 frames = split_frames(chunk)
                 self._frames.extend(frames)
                 self.total_frames += len(frames)
-                self._next_chunk = asyncio.create_task(self._synthesize_next())
+        self._fetch_if_needed()
         if self._frames:
             self.played_frames += 1
             return self._frames.popleft()
-        return None if self._next_chunk is None else SILENCE
+        return SILENCE if self._more else None
+
+    def _fetch_if_needed(self) -> None:
+        # The next sentence is synthesised only when the audio at hand runs low, so the shared
+        # synthesis threads serve other calls' first sentences before this call's later ones.
+        if self._more and self._next_chunk is None and len(self._frames) < LOOKAHEAD_FRAMES:
+            self._next_chunk = asyncio.create_task(self._synthesize_next())
 
     @property
     def heard_ms(self) -> int:

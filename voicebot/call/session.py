@@ -227,7 +227,8 @@ class CallSession:
                 self.playout.add(output)
             else:
                 self.emit(TtsStarted(text=output.text, cached=output.static))
-                self.playout.add(Utterance(output, self._speech(output, turn)))
+                cached = self.models.prompt_cache.in_memory(output.text) if output.static else None
+                self.playout.add(Utterance(output, self._speech(output, turn), cached))
         self._awaiting_first_audio = bool(outputs) and self._turn_end is not None
 
     def _speech(self, say: Say, turn: int) -> Iterator[bytes]:

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 
 from voicebot.call.faults import Fault, check_faults
 from voicebot.call.listener import CallerUtterance
+from voicebot.call.threads import DIALOGUE, run_in
 from voicebot.dialogue.manager import DialogueManager, Output
 from voicebot.events import AsrFinal, CallEvent, DtmfReceived, NluParsed, StageError
 from voicebot.nlu.base import NluEngine, NluResult
@@ -171,7 +172,7 @@ class Understanding:
     async def _run(self, stage: str, turn: int, produce: Callable[[], list[Output]]) -> None:
         try:
             check_faults(self._faults, stage, turn)
-            outputs = await asyncio.to_thread(produce)
+            outputs = await run_in(DIALOGUE, produce)
         except Exception as exc:
             self._flush_dialogue_events()
             await self._fail(stage, exc)

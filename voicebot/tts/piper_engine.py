@@ -135,6 +135,10 @@ class PromptCache:
         audio, _ = self._fetch(text)
         return audio
 
+    def in_memory(self, text: str) -> bytes | None:
+        """The prompt's audio if it is already in memory (no disk read, no synthesis), else None."""
+        return self._memory.get(text)
+
     def warm(self, texts: Iterable[str]) -> int:
         """Pre-synthesises prompts; returns how many were not cached yet."""
         return sum(self._fetch(text)[1] for text in texts)
