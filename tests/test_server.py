@@ -177,6 +177,8 @@ def test_bad_media_messages_close_only_that_connection(engines: Engines, tmp_pat
                 lambda ws: ws.send_json({"type": "dtmf", "digit": "5"}),  # out of order
                 lambda ws: ws.send_json({"type": "start", "caller_id": "x" * 100}),
                 lambda ws: ws.send_json({"type": "start", "language": "xx"}),
+                lambda ws: ws.send_str("[" * 3000),  # nesting too deep for the JSON parser
+                lambda ws: ws.send_str('{"type": "start", "caller_id": ' + "9" * 4400 + "}"),  # huge number
             ]
             for opening in bad_openings:
                 ws = await session.ws_connect(server.make_url("/media"))
@@ -188,6 +190,8 @@ def test_bad_media_messages_close_only_that_connection(engines: Engines, tmp_pat
                 lambda ws: ws.send_bytes(bytes(FRAME_BYTES - 2)),  # not whole frames
                 lambda ws: ws.send_json({"type": "start"}),  # start twice
                 lambda ws: ws.send_json({"type": "dtmf", "digit": "A"}),
+                lambda ws: ws.send_str("[" * 3000),
+                lambda ws: ws.send_str('{"type": "dtmf", "digit": ' + "9" * 4400 + "}"),
             ):
                 bad = await call(session, server)
                 await after_start(bad.ws)
@@ -196,6 +200,12 @@ def test_bad_media_messages_close_only_that_connection(engines: Engines, tmp_pat
                     aiohttp.WSCloseCode.POLICY_VIOLATION,
                     aiohttp.WSCloseCode.MESSAGE_TOO_BIG,
                 )
+            # The documented maximum message (10 frames) is taken, not refused as too big.
+            largest = await call(session, server)
+            await largest.ws.send_bytes(bytes(FRAME_BYTES * 10))
+            await asyncio.sleep(0.3)
+            assert not largest.ws.closed
+            await largest.ws.close()
             # The good call was never disturbed: still open, the bot still talking to it.
             frames_before = good.frames
             await until(lambda: good.frames > frames_before + 10)
@@ -377,6 +387,8 @@ def test_pages_need_login_roles_csrf_and_rate_limit(engines: Engines, tmp_path: 
                 assert (await session.get(server.make_url("/agent"))).status == 200
                 assert (await session.get(server.make_url("/dashboard"))).status == 403  # agents only
                 assert (await session.post(server.make_url("/logout"))).status == 403  # no CSRF header
+                headers = {"X-CSRF-Token": "\u00e9t\u00e9"}  # a non-ASCII token is refused, not a 500
+                assert (await session.post(server.make_url("/logout"), headers=headers)).status == 403
             async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as session:
                 form = await (await session.get(server.make_url("/login"))).text()
                 csrf = re.search(r'name="csrf" value="([^"]+)"', form).group(1)  # type: ignore[union-attr]

@@ -24,7 +24,7 @@ from voicebot.server.contact_center import AgentDesk, ContactCenter
 from voicebot.server.kpis import KpiCollector, compute_kpis, erlang_c_forecast
 from voicebot.storage import SqliteStorage, Storage
 from voicebot.transports.websocket import (
-    MAX_MESSAGE_BYTES,
+    WS_MAX_MSG_SIZE,
     MediaCall,
     ProtocolViolation,
     audio_frames,
@@ -41,6 +41,11 @@ PAGES = jinja2.Environment(
 )
 LOGIN_CSRF_COOKIE = "voicebot_login_csrf"
 DEFAULT_WINDOW_S = 3600
+
+
+def same_secret(given: str, expected: str) -> bool:
+    """Constant-time comparison that also takes non-ASCII input (``compare_digest`` on str raises)."""
+    return hmac.compare_digest(given.encode(), expected.encode())
 
 
 def render_page(name: str, **values: str) -> str:
@@ -145,7 +150,7 @@ class VoicebotServer:
 
     @staticmethod
     def _csrf_ok(request: web.Request, session: WebSession) -> bool:
-        return hmac.compare_digest(request.headers.get("X-CSRF-Token", ""), session.csrf_token)
+        return same_secret(request.headers.get("X-CSRF-Token", ""), session.csrf_token)
 
     @staticmethod
     def _same_origin(request: web.Request) -> bool:
@@ -168,7 +173,7 @@ class VoicebotServer:
         form = await request.post()
         username, password = str(form.get("username", "")), str(form.get("password", ""))
         cookie_token = request.cookies.get(LOGIN_CSRF_COOKIE, "")
-        if not cookie_token or not hmac.compare_digest(str(form.get("csrf", "")), cookie_token):
+        if not cookie_token or not same_secret(str(form.get("csrf", "")), cookie_token):
             raise web.HTTPForbidden(text="missing or wrong CSRF token; reload the login page")
         address, now = request.remote or "?", time.time()
         if self.limiter.blocked(address, username, now):
@@ -208,7 +213,7 @@ class VoicebotServer:
     # ----- media (callers) -------------------------------------------------------------------------
 
     async def media(self, request: web.Request) -> web.WebSocketResponse:
-        ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE_BYTES, heartbeat=20)
+        ws = web.WebSocketResponse(max_msg_size=WS_MAX_MSG_SIZE, heartbeat=20)
         await ws.prepare(request)
         engines = self.engines  # a reload during the call leaves both sides of it on these
         leg = CallerLeg(self.center, self.storage, engines, int(self.settings.announce_interval_s * 1000))
@@ -227,7 +232,7 @@ class VoicebotServer:
 
     async def agent_socket(self, request: web.Request) -> web.WebSocketResponse:
         session: WebSession = request["web_session"]
-        ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE_BYTES, heartbeat=20)
+        ws = web.WebSocketResponse(max_msg_size=WS_MAX_MSG_SIZE, heartbeat=20)
         await ws.prepare(request)
         desk = AgentDesk(session.username, ws)
         await self.center.desk_connected(desk)
@@ -298,7 +303,7 @@ class VoicebotServer:
         """Admin only: a logged-in admin (with CSRF token) or the local admin token (``voicebot reload``)."""
         bearer = request.headers.get("Authorization", "").removeprefix("Bearer ")
         session = self.web_session(request)
-        by_token = hmac.compare_digest(bearer, self.admin_token)
+        by_token = same_secret(bearer, self.admin_token)
         by_session = session is not None and session.has_role("admin") and self._csrf_ok(request, session)
         if not (by_token or by_session):
             raise web.HTTPForbidden(text="admin only")

@@ -34,6 +34,7 @@ from voicebot.handoff.record import HandoffRecord
 log = logging.getLogger("voicebot.media")
 MAX_FRAMES_PER_MESSAGE = 10
 MAX_MESSAGE_BYTES = FRAME_BYTES * MAX_FRAMES_PER_MESSAGE
+WS_MAX_MSG_SIZE = MAX_MESSAGE_BYTES + 1  # aiohttp refuses a message whose size is >= max_msg_size
 MAX_BUFFERED_FRAMES = 25  # 0.5 s jitter buffer; a caller sending faster than real time loses the oldest
 MAX_BUFFERED_KEYS = 32
 START_TIMEOUT_S = 10.0
@@ -47,7 +48,7 @@ class ProtocolViolation(Exception):
 def parse_control(text: str) -> dict[str, Any]:
     try:
         message = json.loads(text)
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):  # not JSON, a number too long to convert, nesting too deep
         raise ProtocolViolation("text message is not JSON") from None
     if not isinstance(message, dict) or not isinstance(message.get("type"), str):
         raise ProtocolViolation("control message must be a JSON object with a 'type'")
