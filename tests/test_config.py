@@ -166,3 +166,10 @@ def test_serve_options_override_the_server_section_only_when_given(tmp_path: Pat
         match=r"--port: ensure this value is greater than or equal to 1; --offer-timeout: .*greater",
     ):
         server_settings(args, Config())
+
+
+def test_a_setting_given_twice_is_refused(tmp_path: Path) -> None:
+    source = tmp_path / "voicebot.yml"
+    source.write_text("endpoint:\n  vad_mode: 2\n  vad_mode: 3\n")
+    with pytest.raises(DataFileError, match=r"voicebot\.yml:3: duplicate key 'vad_mode' \(first at line 2\)"):
+        load_config(source)

@@ -223,3 +223,12 @@ def test_missing_prompt_is_reported(tmp_path: Path) -> None:
     prompts_file.write_text(prompts_file.read_text().replace("  ask_pin:", "  ask_pin_code:"))
     with pytest.raises(DataFileError, match=r"en\.yml: prompt 'ask_pin' is not defined"):
         load_flow(tmp_path / "prompts")
+
+
+def test_a_node_given_twice_is_an_error_not_a_silent_replacement(tmp_path: Path) -> None:
+    shutil.copytree(PROJECT_ROOT / "prompts", tmp_path / "prompts")
+    flow_file = tmp_path / "prompts" / "flow.yml"
+    flow_file.write_text(flow_file.read_text() + "\n  main_menu:\n    prompt: main_menu\n")
+    with pytest.raises(DataFileError, match=r"duplicate key 'main_menu' \(first at line \d+\)") as error:
+        load_flow(tmp_path / "prompts")
+    assert f"flow.yml:{len(flow_file.read_text().splitlines()) - 1}:" in str(error.value)

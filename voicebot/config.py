@@ -150,9 +150,27 @@ def _read_yaml(source: Path) -> tuple[Any, yaml.Node | None]:
     loader = yaml.SafeLoader(source.read_text(encoding="utf-8"))
     try:
         node = loader.get_single_node()
+        _reject_duplicate_keys(source, node)
         return (None if node is None else loader.construct_document(node)), node
     finally:
         loader.dispose()
+
+
+def _reject_duplicate_keys(source: Path, node: yaml.Node | None) -> None:
+    """YAML keeps the last of two equal keys silently; a setting given twice is a mistake."""
+    if isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            _reject_duplicate_keys(source, item)
+    if not isinstance(node, yaml.MappingNode):
+        return
+    first_lines: dict[str, int] = {}
+    for key, value in node.value:
+        line = key.start_mark.line + 1
+        if key.value in first_lines:
+            message = f"duplicate key '{key.value}' (first at line {first_lines[key.value]})"
+            raise DataFileError(source, message, line)
+        first_lines[key.value] = line
+        _reject_duplicate_keys(source, value)
 
 
 def _line_of(node: yaml.Node | None, location: tuple[int | str, ...]) -> int | None:

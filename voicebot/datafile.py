@@ -30,6 +30,12 @@ def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> LineDict:
     mapping.key_lines = {}
     for key_node, value_node in node.value:
         key = loader.construct_object(key_node, deep=True)
+        if str(key) in mapping:
+            # YAML would silently keep the second (a second `main_menu:` node replaces the first).
+            first = mapping.key_lines[str(key)]
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key '{key}' (first at line {first})", key_node.start_mark
+            )
         mapping[str(key)] = loader.construct_object(value_node, deep=True)
         mapping.key_lines[str(key)] = key_node.start_mark.line + 1
     return mapping
