@@ -56,6 +56,7 @@ class CallSession:
         self._on_handoff = on_handoff
         self.models = engines.for_language(self.language)
         self.listener = Listener(self.config.endpoint, self.models.recognizer, self.emit, self._on_guess)
+        self.playout = Playout(self.emit)
         self.understanding = Understanding(
             lambda emit: DialogueManager(
                 engines.flow, self.language, engines.actions, self.config.policy,
@@ -66,10 +67,9 @@ class CallSession:
             faults=faults,
             emit=self.emit,
             deliver=self._deliver,
-            interrupt=self._stop_speaking,
+            interrupt=self.playout.stop,
         )  # fmt: skip
         self.dialogue = self.understanding.dialogue
-        self.playout = Playout(self.emit)
         self._idle_ms = 0
         # Wall time the caller's turn ended and how long the endpointer waited for it (latency).
         self._turn_end: tuple[float, int] | None = None
@@ -151,9 +151,6 @@ class CallSession:
         self.listener.drop()
         self.playout.stop()
         self._finish(self.dialogue.on_hangup().outcome, reason)
-
-    def _stop_speaking(self) -> None:
-        self.playout.stop()
 
     # ----- caller side -------------------------------------------------------------------------
 

@@ -38,11 +38,10 @@ def build_handoff_record(
     account: str | None,
     detail: str = "",
 ) -> HandoffRecord:
-    masked = {
-        name: masked_slot_value(value, secret=privacy.get(name, SlotPrivacy()).secret,
-                                digits=privacy.get(name, SlotPrivacy()).digits)
-        for name, value in slots.items()
-    }  # fmt: skip
+    masked: dict[str, Any] = {}
+    for name, value in slots.items():
+        rule = privacy.get(name, SlotPrivacy())
+        masked[name] = masked_slot_value(value, secret=rule.secret, digits=rule.digits)
     auth_level = "authenticated" if account else "identified" if slots.get("account_number") else "none"
     if account:
         masked["account_number"] = masked_slot_value(account, secret=False, digits=True)
