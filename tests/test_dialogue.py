@@ -100,6 +100,30 @@ def test_spoken_account_number_and_entities_fill_slots(dialogue: DialogueManager
     assert prompt_ids(out) == ["transfer_done", "anything_else"]
 
 
+def test_an_account_number_misheard_at_the_top_is_taken_from_the_n_best_list(
+    dialogue: DialogueManager,
+) -> None:
+    dialogue.start()
+    dialogue.on_utterance("what's my balance", nlu("what's my balance", "check_balance"))
+    misheard = "1-2-3-4-5-6-MNA"
+
+    out = dialogue.on_utterance(
+        misheard, nlu(misheard, "out_of_scope", 0.3), alternatives=("1 2 3 4 5 6 M&A", "1 2 3 4 5 6 7 8")
+    )
+    assert prompt_ids(out) == ["ask_pin"]
+
+
+def test_without_a_fitting_hypothesis_a_misheard_account_number_is_asked_again(
+    dialogue: DialogueManager,
+) -> None:
+    dialogue.start()
+    dialogue.on_utterance("what's my balance", nlu("what's my balance", "check_balance"))
+    misheard = "1-2-3-4-5-6-MNA"
+
+    out = dialogue.on_utterance(misheard, nlu(misheard, "out_of_scope", 0.3), alternatives=("1 2 3 M&A",))
+    assert prompt_ids(out)[0] == "slot_invalid"
+
+
 def test_medium_confidence_is_confirmed(dialogue: DialogueManager) -> None:
     dialogue.start()
     out = dialogue.on_utterance("branch", nlu("branch", "branch_hours", 0.55, 0.2))

@@ -110,17 +110,35 @@ def cmd_chat(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_models(args: argparse.Namespace, config: Config) -> int:
-    from voicebot.asr.catalog import ModelFetchError, choose_engine, fetch_vosk_model, installed_models
+    from voicebot.asr.catalog import (
+        ModelFetchError,
+        choose_engine,
+        fetch_vosk_model,
+        installed_models,
+        provision_whisper_base,
+    )
+    from voicebot.turn.smart_turn import TurnModelFetchError, provision_smart_turn
 
-    if args.action == "fetch" or args.action == "provision":
-        dest = config.path(config.asr.vosk_models_dir)
+    turn_model = config.path(config.endpoint.turn_model)
+    if args.action == "provision":
+        # Everything the defaults use; what cannot be had offline is said, and the bot falls back.
+        steps = [
+            lambda: provision_whisper_base(config.path(config.asr.whisper_models_dir)),
+            lambda: provision_smart_turn(turn_model.parent),
+            lambda: fetch_vosk_model(args.name, config.path(config.asr.vosk_models_dir)),
+        ]
+        for step in steps:
+            try:
+                print(f"installed {step()}")
+            except (ModelFetchError, TurnModelFetchError) as exc:
+                print(f"warning: {exc}", file=sys.stderr)
+        return 0
+    if args.action == "fetch":
         try:
-            path = fetch_vosk_model(args.name, dest)
-            print(f"installed {path}")
+            print(f"installed {fetch_vosk_model(args.name, config.path(config.asr.vosk_models_dir))}")
         except ModelFetchError as exc:
             print(f"warning: {exc}", file=sys.stderr)
-            if args.action == "fetch":
-                return 1
+            return 1
         return 0
     from voicebot.engines import voice_search_dirs
     from voicebot.nlu.rasa_engine import languages, latest_model
@@ -137,12 +155,19 @@ def cmd_models(args: argparse.Namespace, config: Config) -> int:
             print(f"  nlu  rasa     {language:4} {latest_model(language, nlu_dir).name}")
         except VoicebotError as exc:
             print(f"  nlu  rasa     {language:4} (none: {exc})")
+    if config.endpoint.end_of_turn == "silence":
+        end_of_turn = f"silence ({config.endpoint.end_silence_ms} ms)"
+    elif turn_model.is_file():
+        end_of_turn = f"smart-turn ({turn_model.name})"
+        print(f"  turn smart-turn {'':4} {turn_model.name:34} {turn_model}")
+    else:
+        end_of_turn = f"silence ({config.endpoint.end_silence_ms} ms): {turn_model} is missing"
     print("Engine per language:")
     for language in sorted({m.language for m in installed_models(config)} | {config.language}):
         try:
             engine, model = choose_engine(config, language)
             voice = config.tts.voices.get(language, "(no voice configured)")
-            print(f"  {language}: asr {engine} ({model.name}), tts {voice}")
+            print(f"  {language}: asr {engine} ({model.name}), end of turn {end_of_turn}, tts {voice}")
         except VoicebotError as exc:
             print(f"  {language}: {exc}")
     return 0

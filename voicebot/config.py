@@ -68,13 +68,32 @@ class EndpointConfig(Settings):
     # Start recognising (speculatively) after this much trailing silence, before the endpoint
     # fires; the result is used only if the caller stayed silent.
     speculate_after_ms: OptionalMilliseconds = 200
+    # End of turn. "smart_turn": at a pause of turn_check_ms the Smart Turn model says how likely
+    # the turn is complete and the NLU parses the speculative transcript; the turn ends there when
+    # the model gives at least turn_complete_threshold (1.0: never on the model alone), or when
+    # the NLU understood the words with turn_understood_confidence and the model gives at least
+    # turn_understood_threshold; otherwise after turn_max_silence_ms. While the caller reads a
+    # digit string, a pause ends the turn early only when all expected digits were heard, else
+    # after digits_pause_ms. "silence": end_silence_ms of silence, nothing else.
+    # Defaults measured with scripts/bench_eot.py (see README).
+    end_of_turn: Literal["smart_turn", "silence"] = "smart_turn"
+    turn_model: NonEmpty = "models/turn/smart-turn-v3.2-cpu.onnx"
+    turn_check_ms: Milliseconds = 200
+    turn_complete_threshold: Fraction = 1.0
+    turn_understood_confidence: Fraction = 0.85
+    turn_understood_threshold: Fraction = 0.5
+    turn_max_silence_ms: Milliseconds = 800
+    digits_pause_ms: Milliseconds = 2000
 
 
 class AsrConfig(Settings):
     engine: Literal["auto", "vosk", "whisper"] = "auto"
-    whisper_model: NonEmpty = "tiny.en"
+    whisper_model: NonEmpty = "base"
     whisper_threads: Count = 1
     whisper_workers: Count = 2
+    # Seconds of padding the Whisper encoder reads after the utterance instead of the full 30 s
+    # window (null: the full window); measured with scripts/bench_asr.py (see README).
+    whisper_margin_s: Seconds | None = 5.0
     whisper_models_dir: NonEmpty = "models/whisper"
     vosk_models_dir: NonEmpty = "models/vosk"
 

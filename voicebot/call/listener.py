@@ -1,7 +1,9 @@
-"""Listening: the endpointer and the recogniser stream turn caller audio into caller turns.
+"""Listening: the endpointer, the end-of-turn decision and the recogniser stream turn caller audio
+into caller turns.
 
 :meth:`Listener.feed` takes one 20 ms frame and never waits: recognition of a finished utterance,
-and the speculative recognition that starts during the caller's trailing silence, run in threads.
+the speculative recognition that starts during the caller's trailing silence, and the end-of-turn
+model's verdict on that pause, run in threads; each later frame looks at what has arrived.
 """
 
 from __future__ import annotations
@@ -11,15 +13,22 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from voicebot.asr.base import RecognitionHints, Recognizer, RecognizerStream, Transcript
-from voicebot.audio import FRAME_BYTES, FRAME_MS
+from voicebot.audio import FRAME_BYTES, FRAME_MS, SAMPLE_RATE
 from voicebot.audio.vad import Endpointer
-from voicebot.call.threads import RECOGNITION, run_in
+from voicebot.call.threads import RECOGNITION, TURN, run_in
 from voicebot.config import EndpointConfig
 from voicebot.events import AsrPartial, CallEvent, SpeechEnded, SpeechStarted
+from voicebot.nlu.base import NluResult
+from voicebot.nlu.numbers import spoken_digits
+from voicebot.turn.detector import CompletionModel, Pause, silence_needed_ms, turn_is_over
 
 log = logging.getLogger("voicebot.call")
+T = TypeVar("T")
+# The end-of-turn model reads the last 8 s of the turn.
+MODEL_AUDIO_BYTES = 8 * SAMPLE_RATE * 2
 
 
 @dataclass(frozen=True)
@@ -38,15 +47,21 @@ class CallerUtterance:
     recognition: asyncio.Task[Heard]
     speech_ms: int
     audio_ms: int  # how much audio the recogniser heard
+    pause_ms: int  # the trailing silence after which the turn was judged over
 
 
 @dataclass
 class _Open:
     stream: RecognizerStream | None  # None: speech we ignore (during a prompt that cannot be interrupted)
     during_prompt: bool
+    digits_expected: int | None  # the dialogue expects a digit string (see RecognitionHints.digits)
+    audio: bytearray  # the utterance so far, for the end-of-turn model
     audio_ms: int = 0
     speculation: asyncio.Task[Heard | None] | None = None
     speculated_voiced_ms: int = -1  # the voiced ms the speculation covered
+    turn_check: asyncio.Task[float] | None = None
+    turn_checked_voiced_ms: int = -1  # the voiced ms the end-of-turn check covered
+    guess: asyncio.Task[tuple[NluResult, float]] | None = None  # NLU of the speculation's text
 
 
 class Listener:
@@ -55,13 +70,20 @@ class Listener:
         config: EndpointConfig,
         recognizer: Recognizer,
         emit: Callable[[CallEvent], None],
-        on_guess: Callable[[str], None],
+        on_guess: Callable[[str], asyncio.Task[tuple[NluResult, float]] | None],
+        turn_model: CompletionModel | None = None,
     ) -> None:
         self._config = config
         self._recognizer = recognizer
         self._emit = emit
-        self._on_guess = on_guess  # a speculative transcript: understanding may start on it
-        self._endpointer = Endpointer(config)
+        # A speculative transcript: understanding may start on it; its NLU result, when given,
+        # helps decide whether the turn is over.
+        self._on_guess = on_guess
+        self._turn_model = turn_model if config.end_of_turn == "smart_turn" else None
+        # The endpointer finds speech and, as a last resort, ends it after the longest pause the
+        # end-of-turn decision allows; the decision usually ends the turn much earlier.
+        longest_pause = max(silence_needed_ms(config, self._turn_model, d) for d in (None, 0))
+        self._endpointer = Endpointer(config.replace(end_silence_ms=longest_pause))
         self._open: _Open | None = None
 
     @property
@@ -82,9 +104,12 @@ class Listener:
             and self._endpointer.voiced_ms >= self._config.barge_in_min_speech_ms
         )
 
-    def pending(self) -> list[asyncio.Task[Heard | None]]:
-        speculation = self._open.speculation if self._open else None
-        return [speculation] if speculation is not None and not speculation.done() else []
+    def pending(self) -> list[asyncio.Task[Heard | None] | asyncio.Task[float]]:
+        open_ = self._open
+        if open_ is None:
+            return []
+        tasks = (open_.speculation, open_.turn_check, open_.guess)
+        return [task for task in tasks if task is not None and not task.done()]
 
     def feed(
         self,
@@ -99,24 +124,39 @@ class Listener:
         utterance starts (what the dialogue expects next, for grammars and biasing).
 
         Raises what opening a recogniser stream raised (the caller's turn is then lost)."""
+        # The endpointer resets when it ends an utterance: its pause, this frame included, is read now.
+        pause_ms = self._endpointer.trailing_silence_ms + FRAME_MS
         event = self._endpointer.feed(frame)
         if event is not None and event.kind == "start":
-            stream = self._recognizer.open_stream(hints()) if interruptible else None
-            self._open = _Open(stream, during_prompt=bot_speaking)
+            expected = hints()
+            stream = self._recognizer.open_stream(expected) if interruptible else None
+            self._open = _Open(
+                stream, during_prompt=bot_speaking, digits_expected=expected.digits, audio=bytearray()
+            )
             self._emit(SpeechStarted(during_prompt=bot_speaking))
             self._accept(event.audio, secret)
             return None
-        if event is not None:
-            open_, self._open = self._open, None
-            self._emit(SpeechEnded(speech_ms=event.speech_ms, reason=event.reason))
-            if open_ is None or open_.stream is None or (open_.during_prompt and bot_speaking):
-                return None  # ignored, or too short to be a barge-in: a cough or "uh-huh" over a prompt
-            task = asyncio.create_task(self._recognise(open_, event.speech_ms))
-            return CallerUtterance(task, event.speech_ms, open_.audio_ms)
-        if self._open is not None:
+        open_ = self._open
+        if event is None and open_ is not None:
             self._accept(frame, secret)
-            self._maybe_speculate(self._open)
-        return None
+            self._maybe_speculate(open_)
+            self._maybe_check_turn(open_)
+            pause_ms = self._endpointer.trailing_silence_ms
+            reason = self._turn_over(open_, pause_ms)
+            event = self._endpointer.end_now(reason) if reason else None
+        if event is None:
+            return None
+        self._open = None
+        complete = _result(open_.turn_check) if open_ is not None else None
+        self._emit(
+            SpeechEnded(
+                speech_ms=event.speech_ms, reason=event.reason, pause_ms=pause_ms, turn_complete=complete
+            )
+        )
+        if open_ is None or open_.stream is None or (open_.during_prompt and bot_speaking):
+            return None  # ignored, or too short to be a barge-in: a cough or "uh-huh" over a prompt
+        task = asyncio.create_task(self._recognise(open_, event.speech_ms))
+        return CallerUtterance(task, event.speech_ms, open_.audio_ms, pause_ms)
 
     def barged_in(self) -> None:
         """The caller's speech interrupted the bot: it is a turn of its own now."""
@@ -125,8 +165,8 @@ class Listener:
 
     def drop(self) -> None:
         """Forgets the utterance in progress (the caller hung up)."""
-        if self._open is not None and self._open.speculation is not None:
-            self._open.speculation.cancel()
+        for task in self.pending():
+            task.cancel()
         self._open = None
 
     def _accept(self, pcm: bytes, secret: bool) -> None:
@@ -134,6 +174,9 @@ class Listener:
         if open_ is None or open_.stream is None:
             return
         open_.audio_ms += len(pcm) // (FRAME_BYTES // FRAME_MS)
+        if self._turn_model is not None:
+            open_.audio.extend(pcm)
+            del open_.audio[:-MODEL_AUDIO_BYTES]
         partial = open_.stream.accept(pcm)
         if partial and not secret:
             self._emit(AsrPartial(text=partial))
@@ -150,16 +193,54 @@ class Listener:
         if open_.speculation is not None and not open_.speculation.done():
             return  # a stale guess still runs: queueing another would only compete for the CPU
         open_.speculated_voiced_ms = voiced_ms
-        open_.speculation = asyncio.create_task(self._speculate(open_.stream))
+        open_.speculation = asyncio.create_task(self._speculate(open_))
 
-    async def _speculate(self, stream: RecognizerStream) -> Heard | None:
+    def _maybe_check_turn(self, open_: _Open) -> None:
+        """Asks the end-of-turn model once per pause, when the pause is turn_check_ms long."""
+        model = self._turn_model
+        if model is None or open_.stream is None:
+            return
+        if self._endpointer.trailing_silence_ms < self._config.turn_check_ms:
+            return
+        voiced_ms = self._endpointer.voiced_ms
+        if open_.turn_checked_voiced_ms == voiced_ms:
+            return
+        if open_.turn_check is not None and not open_.turn_check.done():
+            return  # the previous pause's verdict is still coming; this one is asked next frame
+        open_.turn_checked_voiced_ms = voiced_ms
+        audio = bytes(open_.audio)
+        open_.turn_check = asyncio.create_task(run_in(TURN, lambda: model.complete(audio)))
+
+    def _turn_over(self, open_: _Open, pause_ms: int) -> str:
+        """Why the caller's turn is over at this pause ("" while it is not)."""
+        if open_.stream is None or not pause_ms:
+            return ""
+        voiced_ms = self._endpointer.voiced_ms
+        complete = _result(open_.turn_check) if open_.turn_checked_voiced_ms == voiced_ms else None
+        heard = _result(open_.speculation) if open_.speculated_voiced_ms == voiced_ms else None
+        digits_heard = understood = None
+        if heard is not None:
+            if open_.digits_expected is not None:
+                digits_heard = len(spoken_digits(heard.transcript.text))
+            guess = _result(open_.guess)
+            understood = guess[0].intent.confidence if guess is not None else None
+        pause = Pause(pause_ms, complete, open_.digits_expected, digits_heard, understood)
+        if not turn_is_over(self._config, self._turn_model, pause):
+            return ""
+        if pause_ms >= silence_needed_ms(self._config, self._turn_model, open_.digits_expected):
+            return "silence"
+        return "digits" if digits_heard else "end_of_turn"
+
+    async def _speculate(self, open_: _Open) -> Heard | None:
+        assert open_.stream is not None
         try:
-            heard = await _transcribe(stream.peek, speculative=True)
+            heard = await _transcribe(open_.stream.peek, speculative=True)
         except Exception:
             log.warning("speculative recognition failed; recognising at the endpoint", exc_info=True)
             return None
+        open_.guess = None
         if heard is not None and heard.transcript.text.strip():
-            self._on_guess(heard.transcript.text)
+            open_.guess = self._on_guess(heard.transcript.text)
         return heard
 
     async def _recognise(self, open_: _Open, speech_ms: int) -> Heard:
@@ -171,6 +252,13 @@ class Listener:
         heard = await _transcribe(open_.stream.finish)
         assert heard is not None  # finish() always returns a transcript
         return heard
+
+
+def _result(task: asyncio.Task[T] | None) -> T | None:
+    """A finished task's result; None while it runs, or when it failed or was cancelled."""
+    if task is None or not task.done() or task.cancelled() or task.exception() is not None:
+        return None
+    return task.result()
 
 
 async def _transcribe(recognise: Callable[[], Transcript | None], speculative: bool = False) -> Heard | None:

@@ -29,6 +29,12 @@ from voicebot.dialogue.manager import DialogueManager, Handoff, Hangup, Output, 
 from voicebot.engines import Engines
 from voicebot.events import BargeIn, CallEnded, CallEvent, CallStarted, TtsFirstAudio, TtsStarted
 from voicebot.handoff.record import HandoffRecord
+from voicebot.nlu.base import NluResult
+from voicebot.tts.clauses import first_clause, opening_clause
+
+# The listener hands an utterance over in the frame its speech ends: a prompt paused by speech that
+# was still nothing to recognise this long after (it was dropped or ignored) plays on.
+NOTHING_HEARD_RESUME_MS = 200
 
 
 class CallSession:
@@ -55,7 +61,9 @@ class CallSession:
         self.outcome: str | None = None
         self._on_handoff = on_handoff
         self.models = engines.for_language(self.language)
-        self.listener = Listener(self.config.endpoint, self.models.recognizer, self.emit, self._on_guess)
+        self.listener = Listener(
+            self.config.endpoint, self.models.recognizer, self.emit, self._on_guess, self.models.turn_model
+        )
         self.playout = Playout(self.emit)
         self.understanding = Understanding(
             lambda emit: DialogueManager(
@@ -68,6 +76,8 @@ class CallSession:
             emit=self.emit,
             deliver=self._deliver,
             interrupt=self.playout.stop,
+            prompt_paused=lambda: self.playout.paused,
+            barge_in_heard=self._barge_in_heard,
         )  # fmt: skip
         self.dialogue = self.understanding.dialogue
         self._idle_ms = 0
@@ -75,6 +85,8 @@ class CallSession:
         self._turn_end: tuple[float, int] | None = None
         self._awaiting_first_audio = False
         self._caller_turns = 0
+        # The caller has been quiet this long with the prompt paused and nothing to recognise.
+        self._paused_unheard_ms = 0
 
     # ----- what transports and owners see ----------------------------------------------------------
 
@@ -130,6 +142,7 @@ class CallSession:
         if dtmf:
             self._on_key(dtmf)
         self._listen(caller_frame)
+        self._tick_paused_prompt()
         out = self._play()
         self._tick_no_input()
         return out
@@ -159,7 +172,7 @@ class CallSession:
         accepted = self.dialogue.accepts_key(key) and (current is None or current.say.interruptible)
         if accepted:
             self._idle_ms = 0
-            if self.playout.speaking:
+            if self.playout.speaking or self.playout.paused:
                 self._barge_in("dtmf")
             self._caller_turns += 1
             self._turn_end = (time.monotonic(), 0)
@@ -185,18 +198,46 @@ class CallSession:
                 self.listener.barged_in()
         if utterance is not None:
             self._caller_turns += 1
-            self._turn_end = (time.monotonic(), self.config.endpoint.end_silence_ms)
+            self._turn_end = (time.monotonic(), utterance.pause_ms)
             self.understanding.utterance(utterance, self._caller_turns)
 
-    def _on_guess(self, text: str) -> None:
-        if not self.dialogue.collecting_secret:
-            self.understanding.guess(text)
+    def _on_guess(self, text: str) -> asyncio.Task[tuple[NluResult, float]] | None:
+        return None if self.dialogue.collecting_secret else self.understanding.guess(text)
 
     def _barge_in(self, by: str) -> None:
         current = self.playout.current
+        # Speech only pauses the prompt: it may prove to be a cough, an "uh-huh" or the bot's own
+        # echo once recognised. A key is always meant.
+        paused = by == "speech" and self.playout.pause(talked_over_ms=self.listener.voiced_ms)
         if current is not None:
-            self.emit(BargeIn(by=by, heard_ms=current.heard_ms, prompt_ms=current.total_ms))
-        self.playout.stop(keep_uninterruptible=True)
+            self.emit(BargeIn(by=by, heard_ms=current.heard_ms, prompt_ms=current.total_ms, paused=paused))
+        if not paused:
+            self.playout.stop(keep_uninterruptible=True)
+
+    def _barge_in_heard(self, false_interruption: str | None) -> None:
+        """The caller's words over the paused prompt are recognised: after a false interruption
+        (the reason given) the prompt plays on, anything else interrupts it for real."""
+        if not self.playout.paused:
+            return
+        if false_interruption is None:
+            self.playout.stop(keep_uninterruptible=True)
+        elif not self.listener.in_speech and not self.understanding.judging_barge_in:
+            self._resume_prompt(false_interruption)
+        # else the caller is talking again, or said more that is still being recognised: that decides
+
+    def _tick_paused_prompt(self) -> None:
+        """Plays a paused prompt on when the caller's speech came to nothing to recognise."""
+        if not self.playout.paused or self.listener.in_speech or self.understanding.judging_barge_in:
+            self._paused_unheard_ms = 0
+            return
+        self._paused_unheard_ms += FRAME_MS
+        if self._paused_unheard_ms >= NOTHING_HEARD_RESUME_MS:
+            self._resume_prompt("nothing_heard")
+
+    def _resume_prompt(self, reason: str) -> None:
+        self.playout.resume(reason)
+        self._paused_unheard_ms = 0
+        self._turn_end = None  # no turn was taken: there is no answer whose latency to measure
 
     def _tick_no_input(self) -> None:
         """Counts the caller's silence after the bot stopped talking, on the audio clock."""
@@ -224,18 +265,33 @@ class CallSession:
                 self.playout.add(output)
             else:
                 self.emit(TtsStarted(text=output.text, cached=output.static))
-                cached = self.models.prompt_cache.in_memory(output.text) if output.static else None
-                self.playout.add(Utterance(output, self._speech(output, turn), cached))
+                self.playout.add(self._utterance(output, turn))
         self._awaiting_first_audio = bool(outputs) and self._turn_end is not None
 
-    def _speech(self, say: Say, turn: int) -> Iterator[bytes]:
+    def _utterance(self, say: Say, turn: int) -> Utterance:
         """Static prompts come from the cache (pre-synthesised at startup, so fault prompts play even
-        when the synthesizer is broken); others stream sentence by sentence. Runs in a thread."""
+        when the synthesizer is broken), from memory without a thread when they are there. Others
+        are synthesised; when their opening clause is fixed words that were pre-synthesised too
+        ("Just to check," ...), it plays from memory while the rest is synthesised."""
+        cache = self.models.prompt_cache
         if say.static:
-            yield self.models.prompt_cache.get(say.text)
-            return
+            audio = cache.in_memory(say.text)
+            return Utterance(say, None if audio else self._cached(say.text), audio)
+        opening, rest = opening_clause(say.text)
+        audio = cache.in_memory(opening) if rest else None
+        return Utterance(say, self._synthesized(rest if audio else say.text, turn), audio)
+
+    def _cached(self, text: str) -> Iterator[bytes]:
+        """Runs in a thread: the cache may read the disk or synthesise."""
+        yield self.models.prompt_cache.get(text)
+
+    def _synthesized(self, text: str, turn: int) -> Iterator[bytes]:
+        """Runs in a thread. Sentence by sentence, a long first one cut after its first clause, so
+        that the first audio is ready sooner."""
         check_faults(self.faults, "tts", turn)
-        yield from self.models.synthesizer.synthesize(say.text)
+        for part in first_clause(text):
+            if part:
+                yield from self.models.synthesizer.synthesize(part)
 
     def _play(self) -> bytes:
         frame, happened = self.playout.next_frame()

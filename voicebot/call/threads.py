@@ -17,6 +17,8 @@ T = TypeVar("T")
 RECOGNITION = ThreadPoolExecutor(max_workers=4, thread_name_prefix="voicebot-asr")
 SYNTHESIS = ThreadPoolExecutor(max_workers=2, thread_name_prefix="voicebot-tts")
 DIALOGUE = ThreadPoolExecutor(max_workers=4, thread_name_prefix="voicebot-dialogue")
+# End-of-turn inference (~25 ms): its own pool so it never waits behind a recognition.
+TURN = ThreadPoolExecutor(max_workers=2, thread_name_prefix="voicebot-turn")
 
 
 async def run_in(pool: ThreadPoolExecutor, work: Callable[[], T]) -> T:

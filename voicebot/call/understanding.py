@@ -11,11 +11,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 
+from voicebot.asr.base import Transcript
 from voicebot.call.faults import Fault, check_faults
 from voicebot.call.listener import CallerUtterance
 from voicebot.call.threads import DIALOGUE, run_in
+from voicebot.dialogue.flow import BACKCHANNEL_GRAMMAR, YES_NO_GRAMMAR, phrase_words
 from voicebot.dialogue.manager import DialogueManager, Output
 from voicebot.events import AsrFinal, CallEvent, DtmfReceived, NluParsed, StageError
 from voicebot.nlu.base import NluEngine, NluResult
@@ -36,6 +38,8 @@ class Understanding:
         emit: Callable[[CallEvent], None],
         deliver: Callable[[list[Output], int], None],
         interrupt: Callable[[], None],
+        prompt_paused: Callable[[], bool],
+        barge_in_heard: Callable[[str | None], None],
     ) -> None:
         self._dialogue_events: list[CallEvent] = []
         self.dialogue = make_dialogue(self._dialogue_events.append)
@@ -45,12 +49,22 @@ class Understanding:
         self._emit = emit
         self._deliver = deliver  # the dialogue's outputs for one caller turn
         self._interrupt = interrupt  # stops the bot's speech when a stage failed
+        # A barge-in by speech paused the bot's prompt; the utterances said over it are told, once
+        # recognised, as a false interruption (the reason) or None (a real one).
+        self._prompt_paused = prompt_paused
+        self._barge_in_heard = barge_in_heard
+        self._barge_ins_to_judge = 0
         self._chain: asyncio.Task[None] | None = None
         self._guesses: dict[str, asyncio.Task[tuple[NluResult, float]]] = {}
 
     @property
     def busy(self) -> bool:
         return self._chain is not None and not self._chain.done()
+
+    @property
+    def judging_barge_in(self) -> bool:
+        """Utterances said over the paused prompt are still being recognised."""
+        return self._barge_ins_to_judge > 0
 
     def pending(self) -> list[asyncio.Task[object]]:
         tasks: list[asyncio.Task[object]] = [t for t in self._guesses.values() if not t.done()]
@@ -65,7 +79,10 @@ class Understanding:
         self._submit(lambda: self._run("dialogue", 0, self.dialogue.start))
 
     def utterance(self, utterance: CallerUtterance, turn: int) -> None:
-        self._submit(lambda: self._understand(utterance, turn))
+        over_paused_prompt = self._prompt_paused()
+        if over_paused_prompt:
+            self._barge_ins_to_judge += 1
+        self._submit(lambda: self._understand(utterance, turn, over_paused_prompt))
 
     def key(self, key: str, turn: int, accepted: bool) -> None:
         self._submit(lambda: self._key(key, turn, accepted))
@@ -76,10 +93,11 @@ class Understanding:
     def failed(self, stage: str, error: BaseException) -> None:
         self._submit(lambda: self._fail(stage, error))
 
-    def guess(self, text: str) -> None:
+    def guess(self, text: str) -> asyncio.Task[tuple[NluResult, float]]:
         """A speculative transcript: parse it now, so the intent is ready if it is the final one."""
         if text not in self._guesses:
             self._guesses[text] = asyncio.create_task(self._parse_timed(text))
+        return self._guesses[text]
 
     # ----- the work ----------------------------------------------------------------------------
 
@@ -102,12 +120,14 @@ class Understanding:
         if accepted:
             await self._run("dialogue", turn, lambda: self.dialogue.on_dtmf(key))
 
-    async def _understand(self, utterance: CallerUtterance, turn: int) -> None:
+    async def _understand(self, utterance: CallerUtterance, turn: int, over_paused_prompt: bool) -> None:
         try:
             check_faults(self._faults, "asr", turn)
             heard = await utterance.recognition
         except Exception as exc:
             utterance.recognition.cancel()
+            if over_paused_prompt:
+                self._judged_barge_in(None)  # what the caller said is unknown: take it as meant
             await self._fail("asr", exc)
             return
         transcript = heard.transcript
@@ -124,6 +144,10 @@ class Understanding:
                 speculative=heard.speculative,
             )
         )
+        if over_paused_prompt and (unheard := self._unheard(transcript)):
+            self._judged_barge_in(unheard)
+            self._forget_guesses()
+            return  # no turn for the dialogue: no answer, no retry counted
         if not transcript.text.strip() and utterance.speech_ms < NOISE_MS:
             self._forget_guesses()
             return
@@ -131,6 +155,8 @@ class Understanding:
             check_faults(self._faults, "nlu", turn)
             result, nlu_ms = await self._parse(transcript.text)
         except Exception as exc:
+            if over_paused_prompt:
+                self._judged_barge_in(None)
             await self._fail("nlu", exc)
             return
         self._emit(
@@ -143,11 +169,46 @@ class Understanding:
                 compute_ms=round(nlu_ms, 2),
             )
         )
+        if over_paused_prompt and self._judged_barge_in(self._doubtful(transcript, result)):
+            return
         await self._run(
             "dialogue",
             turn,
             lambda: self.dialogue.on_utterance(transcript.text, result, transcript.alternatives),
         )
+
+    def _judged_barge_in(self, false_interruption: str | None) -> str | None:
+        self._barge_ins_to_judge -= 1
+        self._barge_in_heard(false_interruption)
+        return false_interruption
+
+    def _unheard(self, transcript: Transcript) -> str | None:
+        """Why the caller's words over a paused prompt were no interruption, before the NLU: nothing
+        recognised, or only backchannel ("uh-huh", "okay") while no yes/no answer is expected."""
+        if not transcript.text.strip():
+            return "empty"
+        backchannel = self.dialogue.prompts.grammars.get(BACKCHANNEL_GRAMMAR, ())
+        if only_backchannel(transcript.text, backchannel) and not self._expects_yes_no():
+            return "backchannel"
+        return None
+
+    def _doubtful(self, transcript: Transcript, result: NluResult) -> str | None:
+        """ "low_confidence" when neither the recogniser (below the policy's reject threshold) nor
+        the NLU (below its accept threshold) is sure: noise that came out as words. Whisper is
+        unsure of short words, so a clear "agent" at ASR confidence 0.3 still interrupts."""
+        policy = self.dialogue.policy
+        unsure = (
+            transcript.confidence < policy.reject_threshold
+            and result.intent.confidence < policy.accept_threshold
+        )
+        return "low_confidence" if unsure else None
+
+    def _expects_yes_no(self) -> bool:
+        """A confirmation (its yes/no grammar is on), or a node that routes yes and no ("Is there
+        anything else?"), where "okay" or "yeah" is an answer."""
+        yes_no = self.dialogue.prompts.grammars.get(YES_NO_GRAMMAR)
+        confirming = yes_no is not None and self.dialogue.hints().grammar == yes_no
+        return confirming or not {"affirm", "deny"}.isdisjoint(self.dialogue.node.routes)
 
     async def _parse(self, text: str) -> tuple[NluResult, float]:
         guess = self._guesses.pop(text, None)
@@ -197,3 +258,14 @@ class Understanding:
         events, self._dialogue_events[:] = list(self._dialogue_events), []
         for event in events:
             self._emit(event)
+
+
+def only_backchannel(text: str, phrases: Iterable[str]) -> bool:
+    """Whether ``text`` is nothing but backchannel phrases, one or several ("okay, uh-huh")."""
+    known = set(map(phrase_words, phrases))
+    words = phrase_words(text)
+    # covered[i]: the first i words are backchannel phrases one after another
+    covered = [True] + [False] * len(words)
+    for end in range(1, len(words) + 1):
+        covered[end] = any(covered[start] and words[start:end] in known for start in range(end))
+    return bool(words) and covered[-1]

@@ -6,6 +6,7 @@ the bot says in each language. Every error names the file and line.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +34,11 @@ SYSTEM_PROMPTS = (
     "auth_required",
     "slot_invalid",
 )
+# Grammars the dialogue engine itself uses. Backchannel phrases ("uh-huh", "okay") said over a prompt
+# are no interruption; the same words answer a yes/no question, so a language that has them needs a
+# yes/no grammar too, which tells the call when they do.
+YES_NO_GRAMMAR = "yes_no"
+BACKCHANNEL_GRAMMAR = "backchannel"
 # Prompt ids the contact centre speaks to callers waiting in its queue; every language must define them.
 QUEUE_PROMPTS = (
     "queue_next",
@@ -278,6 +284,7 @@ def _load_prompts(path: Path) -> Prompts:
             line = grammars_raw.line_of(name)
             raise DataFileError(path, f"grammar '{name}' must be a list of phrases", line)
         grammars[str(name)] = tuple(words)
+    _check_backchannel(grammars, path, grammars_raw.line_of(BACKCHANNEL_GRAMMAR))
     return Prompts(
         language=str(doc.get("language", path.stem)),
         path=path,
@@ -285,6 +292,36 @@ def _load_prompts(path: Path) -> Prompts:
         intent_labels={str(k): str(v) for k, v in labels.items()},
         grammars=grammars,
     )
+
+
+def phrase_words(text: str) -> tuple[str, ...]:
+    """The words of a phrase or transcript, for comparing them: "Uh-huh." -> ("uh", "huh")."""
+    return tuple(re.findall(r"\w+(?:'\w+)*", text.lower()))
+
+
+def _check_backchannel(grammars: dict[str, tuple[str, ...]], path: Path, line: int) -> None:
+    phrases = grammars.get(BACKCHANNEL_GRAMMAR)
+    if phrases is None:
+        return
+    if YES_NO_GRAMMAR not in grammars:
+        raise DataFileError(
+            path,
+            f"grammar '{BACKCHANNEL_GRAMMAR}' needs a '{YES_NO_GRAMMAR}' grammar: without it a backchannel "
+            "word that answers a yes/no question would be taken for no answer",
+            line,
+        )
+    for phrase in phrases:
+        words = phrase_words(phrase)
+        if not words:
+            raise DataFileError(path, f"backchannel phrase '{phrase}' has no words", line)
+        for name, others in grammars.items():
+            if name not in (BACKCHANNEL_GRAMMAR, YES_NO_GRAMMAR) and words in map(phrase_words, others):
+                raise DataFileError(
+                    path,
+                    f"backchannel phrase '{phrase}' is also in grammar '{name}': said over that question, "
+                    "it answers it",
+                    line,
+                )
 
 
 def load_flow(flow_dir: Path) -> Flow:

@@ -70,7 +70,8 @@ class DialogueManager(FlowWalk):
         )
         if alternatives and not secret:
             self.memory.alternatives.append([safe_transcript_text(a) for a in alternatives])
-        return self._collect(lambda: self._state.on_result(self, text, result))
+        heard = self._state.pick_transcript(text, alternatives)
+        return self._collect(lambda: self._state.on_result(self, heard, result))
 
     def on_dtmf(self, key: str) -> list[Output]:
         """One key at a time; digits for a slot collect until '#' or the slot's length."""

@@ -7,6 +7,7 @@ collects what they say into its outputs.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from typing import Any, Protocol
 
@@ -53,6 +54,11 @@ class State:
 
     def on_result(self, moves: Moves, text: str, result: NluResult) -> None:
         moves.route(result)
+
+    def pick_transcript(self, text: str, alternatives: tuple[str, ...]) -> str:
+        """The recogniser's best transcript, or one of its alternatives that answers this state
+        where the best one does not."""
+        return text
 
     def accepts_key(self, key: str) -> bool:
         """False for a '#' that ends nothing (a terminator after a slot already filled)."""
@@ -116,7 +122,15 @@ class KeyCollection(SlotPrompt):
         self.keyed = ""
 
     def hints(self, prompts: Prompts) -> RecognitionHints:
-        return _grammar_hints(prompts, "digits")
+        return dataclasses.replace(_grammar_hints(prompts, "digits"), digits=self.slot.length or 0)
+
+    def pick_transcript(self, text: str, alternatives: tuple[str, ...]) -> str:
+        # On the phone a digit or two often comes out as letters ("1 2 3 4 5 6 MNA"); a hypothesis
+        # further down the n-best list with exactly the slot's number of digits is the answer.
+        length = self.slot.length
+        if not length or len(spoken_digits(text)) == length:
+            return text
+        return next((a for a in alternatives if len(spoken_digits(a)) == length), text)
 
     def accepts_key(self, key: str) -> bool:
         return key != "#" or bool(self.keyed)
