@@ -391,12 +391,13 @@ def main() -> None:
     parser.add_argument("--levels", type=int, nargs="+", default=[1, 5, 10, 20])
     parser.add_argument("--caller-voice", choices=["espeak", "piper"], default="espeak")
     parser.add_argument("--out", type=Path, help="default: reports/bench_latency[_serve].json")
+    parser.add_argument("--config", type=Path, help="settings file to measure (default: voicebot.yml)")
     args = parser.parse_args()
     # SIGTERM unwinds like Ctrl-C, so serve mode's finally still stops the server.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     quiet_console(verbose=False)
     random.seed(1)
-    config = load_config()
+    config = load_config(args.config)
     scripts = caller_scripts(config, args.caller_voice)
     run = serve if args.mode == "serve" else in_process
     report = {**run(config, scripts, args.levels), "caller_voice": args.caller_voice}
