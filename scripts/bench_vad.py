@@ -2,9 +2,10 @@
 
 Piper speaks a set of caller phrases (deterministically: its sampling noise is off), which are
 embedded in digital silence and degraded (white noise at several SNRs, a G.711 telephone leg). For
-every webrtcvad mode the endpointer runs over each condition and over the same channel without
-speech (false starts); a second sweep varies ``end_silence_ms`` on answers with a mid-phrase pause
-to show how often a hesitation splits one answer into two utterances. Prints JSON, then tables.
+every webrtcvad mode, and for Silero VAD, the endpointer runs over each condition and over the
+same channel without speech (false starts); a second sweep varies ``end_silence_ms`` on answers
+with a mid-phrase pause to show how often a hesitation splits one answer into two utterances.
+Prints JSON, then tables.
 
     PYTHONPATH=. .venv/bin/python scripts/bench_vad.py [--mode 3] [--json-only]
 
@@ -197,11 +198,13 @@ def conditions(track_pcm: bytes) -> dict[str, bytes]:
 
 
 def mode_sweep(track: Track) -> list[dict[str, object]]:
-    """Every vad_mode on every condition, with false starts measured on the same channel without speech."""
+    """Every webrtcvad mode and Silero VAD on every condition, with false starts measured on the same
+    channel without speech."""
     noise_only = conditions(silence(NOISE_ONLY_MS))  # noise at the level that would accompany the speech
     rows: list[dict[str, object]] = []
-    for mode in MODES:
-        config = EndpointConfig(vad_mode=mode)
+    classifiers = [(str(mode), EndpointConfig(vad_mode=mode)) for mode in MODES]
+    classifiers.append(("silero", EndpointConfig(vad="silero")))
+    for mode, config in classifiers:
         for name, pcm in conditions(track.pcm).items():
             row = score(config, Track(pcm, track.phrases_ms))
             rows.append(

@@ -264,9 +264,17 @@ def speech() -> bytes:
     return pcm_from_samples(samples[audible[0] : audible[-1] + 1] * 0.3)
 
 
-@pytest.fixture
-def config() -> EndpointConfig:
-    return EndpointConfig()
+@pytest.fixture(params=["webrtc", "silero"])
+def config(request: pytest.FixtureRequest) -> EndpointConfig:
+    """Every endpointing test runs with each frame classifier."""
+    return EndpointConfig(vad=request.param)
+
+
+def test_silero_hears_speech_and_not_loud_white_noise(speech: bytes) -> None:
+    noise = add_noise(silence(3000), 0.0, speech_rms=0.1)  # white noise as loud as speech
+    silero = Endpointer(EndpointConfig(vad="silero"))
+
+    assert [event.kind for event in run(silero, noise + speech + silence(1000))] == ["start", "end"]
 
 
 def test_silence_and_faint_noise_give_no_events(config: EndpointConfig) -> None:

@@ -56,6 +56,7 @@ class Settings(BaseModel, extra=Extra.forbid, allow_mutation=False):
 
 class EndpointConfig(Settings):
     # Defaults measured with scripts/bench_vad.py (see README): mode 3 rejects noise best.
+    vad: Literal["webrtc", "silero"] = "webrtc"  # the frame classifier: webrtcvad or Silero VAD
     vad_mode: conint(strict=True, ge=0, le=3) = 3  # webrtcvad's aggressiveness, 3 the most
     speech_start_ms: Milliseconds = 200  # voiced audio needed (within the window) to open an utterance
     speech_start_window_ms: Milliseconds = 300

@@ -1,4 +1,5 @@
-"""Speech endpointing on the audio clock: webrtcvad per 20 ms frame plus start/end hysteresis.
+"""Speech endpointing on the audio clock: a voice activity classifier per 20 ms frame (webrtcvad,
+or Silero VAD) plus start/end hysteresis.
 
 The endpointer never reads wall time; it counts frames, so a simulated call fed faster than real time
 endpoints exactly like a live one.
@@ -6,16 +7,79 @@ endpoints exactly like a live one.
 
 from __future__ import annotations
 
+import functools
 import math
+import os
 from collections import deque
 from dataclasses import dataclass
 from itertools import islice
-from typing import Literal
+from typing import Literal, Protocol
 
+import numpy as np
+import onnxruntime
 import webrtcvad
+from faster_whisper.utils import get_assets_path
 
 from voicebot.audio import FRAME_BYTES, FRAME_MS, SAMPLE_RATE
+from voicebot.audio.wav import samples_from_pcm
 from voicebot.config import EndpointConfig
+
+SILERO_CHUNK = 512  # samples per Silero inference (32 ms at 16 kHz)
+SILERO_CONTEXT = 64  # samples of the previous chunk the model also reads
+SILERO_THRESHOLD = 0.5
+
+
+class FrameClassifier(Protocol):
+    """Says whether one 20 ms frame is speech; one per call (it may keep state)."""
+
+    def is_speech(self, frame: bytes) -> bool: ...
+
+
+class WebrtcFrames:
+    def __init__(self, mode: int) -> None:
+        self._vad = webrtcvad.Vad(mode)
+
+    def is_speech(self, frame: bytes) -> bool:
+        return self._vad.is_speech(frame, SAMPLE_RATE)
+
+
+@functools.cache
+def _silero_session() -> onnxruntime.InferenceSession:
+    """The model file that ships inside faster-whisper, loaded once and shared (runs are thread-safe)."""
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = options.inter_op_num_threads = 1
+    options.log_severity_level = 4
+    path = os.path.join(get_assets_path(), "silero_vad_v6.onnx")
+    return onnxruntime.InferenceSession(path, sess_options=options, providers=["CPUExecutionProvider"])
+
+
+class SileroFrames:
+    """Silero VAD v6: a neural classifier, far less fooled by noise than webrtcvad, ~0.2 ms of CPU
+    per 32 ms chunk. A 20 ms frame takes the verdict of the latest chunk that ended in it or before."""
+
+    def __init__(self) -> None:
+        self._session = _silero_session()
+        self._state = np.zeros((2, 1, 128), dtype=np.float32)
+        self._pending = np.zeros(0, dtype=np.float32)
+        self._context = np.zeros(SILERO_CONTEXT, dtype=np.float32)
+        self._speech = False
+
+    def is_speech(self, frame: bytes) -> bool:
+        self._pending = np.concatenate([self._pending, samples_from_pcm(frame)])
+        while len(self._pending) >= SILERO_CHUNK:
+            chunk, self._pending = self._pending[:SILERO_CHUNK], self._pending[SILERO_CHUNK:]
+            window = np.concatenate([self._context, chunk])[np.newaxis]
+            probability, h, c = self._session.run(
+                None, {"input": window, "h": self._state[0:1], "c": self._state[1:2]}
+            )
+            self._state = np.concatenate([h, c])
+            self._context = chunk[-SILERO_CONTEXT:]
+            self._speech = float(np.asarray(probability).reshape(-1)[0]) >= SILERO_THRESHOLD
+        return self._speech
+
+
+def frame_classifier(config: EndpointConfig) -> FrameClassifier:
+    return SileroFrames() if config.vad == "silero" else WebrtcFrames(config.vad_mode)
 
 
 @dataclass(frozen=True)
@@ -37,7 +101,7 @@ class Endpointer:
     """Turns a stream of 20 ms frames into utterance start/end events."""
 
     def __init__(self, config: EndpointConfig) -> None:
-        self._vad = webrtcvad.Vad(config.vad_mode)
+        self._vad = frame_classifier(config)
         self._start_window_frames = _frames(config.speech_start_window_ms)
         self._start_voiced_frames = min(_frames(config.speech_start_ms), self._start_window_frames)
         self._end_silence_frames = _frames(config.end_silence_ms)
@@ -90,7 +154,7 @@ class Endpointer:
                 f"({FRAME_BYTES} bytes), got {len(frame)} bytes"
             )
         self._frames_fed += 1
-        voiced = self._vad.is_speech(frame, SAMPLE_RATE)
+        voiced = self._vad.is_speech(frame)
         if self._in_speech:
             return self._continue_utterance(voiced)
         return self._watch_for_start(frame, voiced)
