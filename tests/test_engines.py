@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
+
 import pytest
 
-from voicebot.engines import Engines, reload_engines
+from voicebot.config import Config, EndpointConfig
+from voicebot.engines import Engines, load_turn_model, reload_engines
 from voicebot.errors import ModelNotFoundError
 
 
@@ -27,3 +31,18 @@ def test_reload_renews_flow_nlu_and_prompts_and_keeps_the_loaded_models(engines:
         assert after.recognizer is before.recognizer and after.synthesizer is before.synthesizer
         assert after.prompt_cache is not before.prompt_cache
     assert reloaded.flow is not engines.flow and reloaded.actions is engines.actions
+
+
+def test_a_missing_end_of_turn_model_falls_back_to_silence_and_says_so(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    missing = Config().replace(endpoint=EndpointConfig(turn_model=str(tmp_path / "absent.onnx")))
+
+    with caplog.at_level(logging.WARNING, logger="voicebot"):
+        assert load_turn_model(missing) is None
+    assert "absent.onnx" in caplog.text and "600 ms of silence" in caplog.text
+    assert load_turn_model(Config().replace(endpoint=EndpointConfig(end_of_turn="silence"))) is None
+    assert load_turn_model(Config()) is not None  # provisioned by `make setup`
+    (tmp_path / "broken.onnx").write_bytes(b"not a model")
+    broken = Config().replace(endpoint=EndpointConfig(turn_model=str(tmp_path / "broken.onnx")))
+    assert load_turn_model(broken) is None

@@ -191,6 +191,25 @@ def test_silence_only_ends_after_end_silence_ms_and_never_asks_the_model() -> No
     assert model.calls == 0
 
 
+class BrokenModel:
+    name = "broken"
+
+    def complete(self, pcm: bytes) -> float:
+        raise RuntimeError("onnxruntime failed")
+
+
+def test_a_failing_end_of_turn_model_leaves_the_turn_to_silence() -> None:
+    nlu = ScriptedNlu({"agent": "talk_to_agent"})
+
+    ended, events = asyncio.run(
+        listen(voiced(600) + silence(1500), GrowingRecognizer("agent"), BrokenModel(), nlu=nlu)
+    )
+
+    assert len(ended) == 1
+    assert events[0].reason == "silence" and events[0].pause_ms >= CONFIG.turn_max_silence_ms
+    assert events[0].turn_complete is None
+
+
 # --- Smart Turn and the recogniser on real speech ------------------------------------------------
 
 

@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from voicebot.asr.base import RecognitionHints, Recognizer, RecognizerStream, Transcript
 from voicebot.audio import FRAME_BYTES, FRAME_MS, SAMPLE_RATE
@@ -59,7 +59,7 @@ class _Open:
     audio_ms: int = 0
     speculation: asyncio.Task[Heard | None] | None = None
     speculated_voiced_ms: int = -1  # the voiced ms the speculation covered
-    turn_check: asyncio.Task[float] | None = None
+    turn_check: asyncio.Task[float | None] | None = None
     turn_checked_voiced_ms: int = -1  # the voiced ms the end-of-turn check covered
     guess: asyncio.Task[tuple[NluResult, float]] | None = None  # NLU of the speculation's text
 
@@ -104,7 +104,7 @@ class Listener:
             and self._endpointer.voiced_ms >= self._config.barge_in_min_speech_ms
         )
 
-    def pending(self) -> list[asyncio.Task[Heard | None] | asyncio.Task[float]]:
+    def pending(self) -> list[asyncio.Task[Any]]:
         open_ = self._open
         if open_ is None:
             return []
@@ -209,7 +209,7 @@ class Listener:
             return  # the previous pause's verdict is still coming; this one is asked next frame
         open_.turn_checked_voiced_ms = voiced_ms
         audio = bytes(open_.audio)
-        open_.turn_check = asyncio.create_task(run_in(TURN, lambda: model.complete(audio)))
+        open_.turn_check = asyncio.create_task(run_in(TURN, lambda: _completion(model, audio)))
 
     def _turn_over(self, open_: _Open, pause_ms: int) -> str:
         """Why the caller's turn is over at this pause ("" while it is not)."""
@@ -252,6 +252,14 @@ class Listener:
         heard = await _transcribe(open_.stream.finish)
         assert heard is not None  # finish() always returns a transcript
         return heard
+
+
+def _completion(model: CompletionModel, audio: bytes) -> float | None:
+    try:
+        return model.complete(audio)
+    except Exception:  # the turn still ends, on silence
+        log.warning("end-of-turn model failed; this pause is judged on silence", exc_info=True)
+        return None
 
 
 def _result(task: asyncio.Task[T] | None) -> T | None:

@@ -85,9 +85,12 @@ class SmartTurn:
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
-        self._session = onnxruntime.InferenceSession(
-            str(path), sess_options=options, providers=["CPUExecutionProvider"]
-        )
+        try:
+            self._session = onnxruntime.InferenceSession(
+                str(path), sess_options=options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as exc:  # onnxruntime's errors have no common public base class
+            raise ModelNotFoundError(f"end-of-turn model {path} cannot be loaded ({exc})") from exc
         self._features = FeatureExtractor(feature_size=80, chunk_length=WINDOW_SECONDS)
         self._window = WINDOW_SECONDS * SAMPLE_RATE
         self.path = path
