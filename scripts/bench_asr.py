@@ -55,8 +55,10 @@ from voicebot.audio import FRAME_BYTES, SAMPLE_RATE
 from voicebot.audio.codecs import split_frames
 from voicebot.audio.degrade import active_rms, add_noise, telephone_channel
 from voicebot.audio.vad import Endpointer
-from voicebot.config import PROJECT_ROOT, Config, EndpointConfig, load_config
+from voicebot.call.understanding import MAX_HYPOTHESES_PARSED
+from voicebot.config import PROJECT_ROOT, Config, EndpointConfig, PolicyConfig, load_config
 from voicebot.console import quiet_console
+from voicebot.dialogue.policy import Decision, best_understood, decide
 from voicebot.engines import load_nlu, load_synthesizer
 from voicebot.nlu.base import NluEngine, NluResult
 from voicebot.tts.espeak_engine import EspeakSynthesizer
@@ -133,6 +135,7 @@ class Recognition:
     end_reasons: tuple[str, ...]  # per utterance: "silence" | "max_length" | "audio_end"
     cpu_s: float
     audio_s: float  # audio handed to the recogniser
+    alternatives: tuple[str, ...] = ()  # the n-best list, when the endpointer found one utterance
 
 
 @dataclass(frozen=True)
@@ -143,6 +146,7 @@ class Outcome:
     reference: str  # normalised
     hypothesis: str  # normalised
     parsed: NluResult
+    from_n_best: bool = False  # the NLU acted on a hypothesis below the recogniser's best
 
 
 # --- phrases and the dev/test split ---------------------------------------------------------------
@@ -301,6 +305,7 @@ def recognise(recognizer: WhisperRecognizer, endpoint: EndpointConfig, audio: by
     takes every frame until the end event, then finishes. Only recogniser calls are timed."""
     endpointer = Endpointer(endpoint)
     texts: list[str] = []
+    alternatives: list[tuple[str, ...]] = []
     reasons: list[str] = []
     cpu_s = 0.0
     audio_bytes = 0
@@ -315,7 +320,9 @@ def recognise(recognizer: WhisperRecognizer, endpoint: EndpointConfig, audio: by
             audio_bytes += len(event.audio)
         elif event is not None and stream is not None:
             started = time.process_time()
-            texts.append(stream.finish().text)
+            transcript = stream.finish()
+            texts.append(transcript.text)
+            alternatives.append(transcript.alternatives)
             cpu_s += time.process_time() - started
             reasons.append(event.reason)
             stream = None
@@ -326,7 +333,9 @@ def recognise(recognizer: WhisperRecognizer, endpoint: EndpointConfig, audio: by
             audio_bytes += len(frame)
     if stream is not None:  # still in speech when the audio ran out (noise the VAD takes for speech)
         started = time.process_time()
-        texts.append(stream.finish().text)
+        transcript = stream.finish()
+        texts.append(transcript.text)
+        alternatives.append(transcript.alternatives)
         cpu_s += time.process_time() - started
         reasons.append("audio_end")
     return Recognition(
@@ -335,6 +344,7 @@ def recognise(recognizer: WhisperRecognizer, endpoint: EndpointConfig, audio: by
         end_reasons=tuple(reasons),
         cpu_s=cpu_s,
         audio_s=audio_bytes / (SAMPLE_RATE * 2),
+        alternatives=alternatives[0] if len(alternatives) == 1 else (),
     )
 
 
@@ -352,6 +362,20 @@ class CachedNlu:
 
 
 # --- scoring --------------------------------------------------------------------------------------
+
+
+async def understand(
+    nlu: NluEngine, recognition: Recognition, policy: PolicyConfig, n_best: bool
+) -> tuple[NluResult, bool]:
+    """The NLU result the dialogue acts on for a request, as the call's understanding stage picks
+    it (``dialogue.policy.best_understood``): the recogniser's best, or a hypothesis further down its
+    n-best list that the NLU understood where it did not understand the best."""
+    best = await nlu.parse(recognition.text)
+    if not n_best or not recognition.alternatives or decide(best, policy) is Decision.ACCEPT:
+        return best, False
+    hypotheses = [best, *[await nlu.parse(text) for text in recognition.alternatives[:MAX_HYPOTHESES_PARSED]]]
+    chosen = best_understood(hypotheses, policy)
+    return hypotheses[chosen], chosen > 0
 
 
 def word_error_rate(references: Sequence[str], hypotheses: Sequence[str]) -> float:
@@ -381,11 +405,14 @@ def summarise(outcomes: Sequence[Outcome], accept_threshold: float) -> dict[str,
     correct = [o.parsed.intent.name == o.phrase.intent for o in outcomes]
     confident = [o.parsed.intent.confidence >= accept_threshold for o in outcomes]
     accepted = [c and sure for c, sure in zip(correct, confident, strict=True)]
+    accepted_wrong = [not c and sure for c, sure in zip(correct, confident, strict=True)]
     return {
         "utterances": len(outcomes),
         "wer": round(word_error_rate([o.reference for o in outcomes], [o.hypothesis for o in outcomes]), 3),
         "intent_accuracy": rate(sum(correct), len(outcomes)),
         "accepted_correct": rate(sum(accepted), len(outcomes)),
+        "accepted_wrong": rate(sum(accepted_wrong), len(outcomes)),
+        "from_n_best": rate(sum(o.from_n_best for o in outcomes), len(outcomes)),
     }
 
 
@@ -505,7 +532,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 for phrase, voice in pairs:
                     audio = bank.audio(phrase.text, voice, channel)
                     recognition = recognise(recognizer, config.endpoint, audio)
-                    parsed = await nlu.parse(recognition.text)
+                    parsed, from_n_best = await understand(nlu, recognition, config.policy, args.n_best)
                     outcomes.append(
                         Outcome(
                             phrase,
@@ -514,6 +541,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                             normalise_for_wer(phrase.text),
                             normalise_for_wer(recognition.text),
                             parsed,
+                            from_n_best,
                         )
                     )
                 row = engine_row(spec, channel, voice_set, outcomes, accept_threshold)
@@ -525,6 +553,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "split": args.split,
         "limit": args.limit,
+        "n_best": args.n_best,
         "phrases": len(phrases),
         "intents": len({p.intent for p in phrases}),
         "espeak_voices": [v.name for v in ESPEAK_VOICES],
@@ -541,18 +570,19 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 def print_table(report: dict[str, Any]) -> None:
     baseline = report["text_baseline"]
     table = [["(reference text)", "", "", "", baseline["utterances"], 0.0, baseline["intent_accuracy"],
-              baseline["accepted_correct"], "", "", "", ""]]  # fmt: skip
+              baseline["accepted_correct"], baseline["accepted_wrong"], "", "", "", "", ""]]  # fmt: skip
     for row in report["results"]:
         margin = "30 (full)" if row["margin_s"] is None else f"{row['margin_s']:g}"
         endpointer = f"{row['endpointer_split']}/{row['endpointer_missed']}"
         repeated = row["repeated_transcripts"]
         table.append([row["engine"], margin, row["voices"], row["channel"], row["utterances"], row["wer"],
-                      row["intent_accuracy"], row["accepted_correct"], row["mean_cpu_s"], row["rtf"],
-                      repeated, endpointer])  # fmt: skip
+                      row["intent_accuracy"], row["accepted_correct"], row["accepted_wrong"],
+                      row["from_n_best"], row["mean_cpu_s"], row["rtf"], repeated, endpointer])  # fmt: skip
     headers = ["engine", "margin s", "voices", "channel", "utts", "WER", "intent acc", "accepted+correct",
-               "CPU s/utt", "RTF", "repeats", "split/missed"]  # fmt: skip
+               "accepted+wrong", "from n-best", "CPU s/utt", "RTF", "repeats", "split/missed"]  # fmt: skip
     print()
-    print(f"split {report['split']}, {report['phrases']} phrases, {report['intents']} intents")
+    n_best = "the NLU may choose from the n-best list" if report["n_best"] else "the recogniser's best only"
+    print(f"split {report['split']}, {report['phrases']} phrases, {report['intents']} intents; {n_best}")
     print(tabulate(table, headers=headers))
 
 
@@ -564,6 +594,12 @@ def main() -> None:
     parser.add_argument("--margins", type=float, nargs="*", default=[], help="adds MODEL@Ns for each model")
     parser.add_argument("--channels", nargs="+", choices=CHANNELS, default=["wideband", "phone"])
     parser.add_argument("--piper", action="store_true", help="also every phrase in the bot's Piper voice")
+    parser.add_argument(
+        "--no-n-best",
+        dest="n_best",
+        action="store_false",
+        help="the NLU takes the recogniser's best only (before the n-best choice)",
+    )
     parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "reports" / "bench_asr.json")
     args = parser.parse_args()
     quiet_console(verbose=False)  # before Rasa (TensorFlow) is imported

@@ -37,10 +37,9 @@ def silence(ms: int) -> bytes:
 
 
 class ScriptedStream:
-    def __init__(self, recognizer: ScriptedRecognizer, text: str, confidence: float) -> None:
+    def __init__(self, recognizer: ScriptedRecognizer, transcript: Transcript) -> None:
         self._recognizer = recognizer
-        self._text = text
-        self._confidence = confidence
+        self._transcript = transcript
 
     def accept(self, pcm: bytes) -> str | None:
         return None
@@ -56,17 +55,17 @@ class ScriptedStream:
     def _result(self) -> Transcript:
         self._recognizer.gate.wait()
         time.sleep(self._recognizer.delay_s)
-        return Transcript(self._text, self._confidence)
+        return self._transcript
 
 
 class ScriptedRecognizer:
-    """Each utterance is recognised as the next scripted text (confidence 0.9 unless given), after
-    ``delay_s`` and once ``gate`` opens."""
+    """Each utterance is recognised as the next scripted text (confidence 0.9 unless given; or a
+    whole Transcript, with alternatives), after ``delay_s`` and once ``gate`` opens."""
 
     name = "scripted-asr"
     language = "en"
 
-    def __init__(self, *texts: str | tuple[str, float], delay_s: float = 0.0) -> None:
+    def __init__(self, *texts: str | tuple[str, float] | Transcript, delay_s: float = 0.0) -> None:
         self.texts = deque(texts)
         self.delay_s = delay_s
         self.gate = threading.Event()
@@ -77,8 +76,10 @@ class ScriptedRecognizer:
     def open_stream(self, hints: RecognitionHints | None = None) -> ScriptedStream:
         self.hints.append(hints)
         scripted = self.texts.popleft() if self.texts else ""
+        if isinstance(scripted, Transcript):
+            return ScriptedStream(self, scripted)
         text, confidence = (scripted, 0.9) if isinstance(scripted, str) else scripted
-        return ScriptedStream(self, text, confidence)
+        return ScriptedStream(self, Transcript(text, confidence))
 
 
 class ScriptedNlu:

@@ -18,6 +18,7 @@ from tests.scripted import (
     silence,
     voiced,
 )
+from voicebot.asr.base import Transcript
 from voicebot.audio.codecs import split_frames
 from voicebot.call import CallSession
 from voicebot.call.playout import SILENCE, Playout, Utterance, resume_point
@@ -34,6 +35,7 @@ EventT = TypeVar("EventT", bound=CallEvent)
 
 INTENTS: dict[str, str | tuple[str, float]] = {
     "pay my bill": "pay_bill",
+    "my balance": "check_balance",
     "maybe the bill": ("pay_bill", 0.55),
     "a person please": "talk_to_agent",
     "yes": "affirm",
@@ -44,7 +46,7 @@ INTENTS: dict[str, str | tuple[str, float]] = {
 
 def session_with(
     tmp_path: Path,
-    *texts: str | tuple[str, float],
+    *texts: str | tuple[str, float] | Transcript,
     delay_s: float = 0.0,
     config: Config | None = None,
     **synth: object,
@@ -150,6 +152,47 @@ def test_speculative_recognition_is_used_when_the_caller_stays_quiet(
         assert len(final) == 1 and final[0].speculative is bool(speculate_after_ms)
         assert (recognizer.peeks, recognizer.finishes) == ((1, 0) if speculate_after_ms else (0, 1))
         assert nlu.parsed == ["pay my bill"]  # parsed once, during the silence when speculating
+
+    asyncio.run(call())
+
+
+@pytest.mark.parametrize(
+    ("heard", "intent", "from_n_best"),
+    [
+        (Transcript("play my pill", 0.5, alternatives=("play my bell", "pay my bill")), "pay_bill", True),
+        (Transcript("a person please", 0.8, alternatives=("pay my bill",)), "talk_to_agent", False),
+        (Transcript("play my pill", 0.5, alternatives=("play my bell",)), "nlu_fallback", False),
+    ],
+    ids=["understood further down", "best understood", "none understood"],
+)
+def test_a_request_is_taken_from_the_n_best_list_when_only_an_alternative_is_understood(
+    tmp_path: Path, heard: Transcript, intent: str, from_n_best: bool
+) -> None:
+    async def call() -> None:
+        session, _, _, _ = session_with(tmp_path, heard)
+        await session.start()
+        await until_quiet(session)
+        await feed(session, voiced(800) + silence(900))
+        await until_quiet(session)
+        (parsed,) = of_type(session, "nlu_parsed")
+        assert (parsed.intent, parsed.from_n_best) == (intent, from_n_best)
+
+    asyncio.run(call())
+
+
+def test_a_slot_answer_is_never_replaced_by_a_better_understood_alternative(tmp_path: Path) -> None:
+    async def call() -> None:
+        digits = Transcript("one two three four five six seven eight", 0.8, alternatives=("pay my bill",))
+        session, _, _, _ = session_with(tmp_path, "my balance", digits)
+        await session.start()
+        await until_quiet(session)
+        await feed(session, voiced(800) + silence(900))  # the request; it asks for the account number
+        await until_quiet(session)
+        await feed(session, voiced(1500) + silence(900))
+        await until_quiet(session)
+        parsed = of_type(session, "nlu_parsed")
+        assert [p.from_n_best for p in parsed] == [False, False]
+        assert parsed[1].text == "one two three four five six seven eight"
 
     asyncio.run(call())
 

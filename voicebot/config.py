@@ -118,6 +118,8 @@ class TtsConfig(Settings):
 class PolicyConfig(Settings):
     accept_threshold: Fraction = 0.70
     reject_threshold: Fraction = 0.40
+    # A request taken from further down the recogniser's n-best list needs this much NLU confidence.
+    n_best_accept_threshold: Fraction = 0.90
     ambiguity_gap: Fraction = 0.10
     max_consecutive_failures: Count = 2  # no-match / low confidence / no-input before escalating
     max_out_of_scope: Count = 2

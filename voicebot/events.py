@@ -83,6 +83,9 @@ class NluParsed(CallEvent):
     ranking: list[dict[str, Any]] = field(default_factory=list)
     entities: list[dict[str, Any]] = field(default_factory=list)
     compute_ms: float = 0.0
+    # The text is not the recogniser's best but a hypothesis from its n-best list that the NLU
+    # understood where it did not understand the best.
+    from_n_best: bool = False
 
 
 @dataclass(kw_only=True)

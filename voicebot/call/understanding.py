@@ -19,11 +19,13 @@ from voicebot.call.listener import CallerUtterance
 from voicebot.call.threads import DIALOGUE, run_in
 from voicebot.dialogue.flow import BACKCHANNEL_GRAMMAR, YES_NO_GRAMMAR, phrase_words
 from voicebot.dialogue.manager import DialogueManager, Output
+from voicebot.dialogue.policy import Decision, best_understood, decide
 from voicebot.events import AsrFinal, CallEvent, DtmfReceived, NluParsed, StageError
 from voicebot.nlu.base import NluEngine, NluResult
 
 log = logging.getLogger("voicebot.call")
 WITHHELD = "[withheld]"
+MAX_HYPOTHESES_PARSED = 4  # alternatives parsed when the best is not understood (~5 ms each)
 NOISE_MS = 600  # an empty transcript of less speech than this was a noise the VAD took for speech
 
 
@@ -154,6 +156,10 @@ class Understanding:
         try:
             check_faults(self._faults, "nlu", turn)
             result, nlu_ms = await self._parse(transcript.text)
+            text, alternatives = transcript.text, transcript.alternatives
+            if self.dialogue.takes_request and not secret and alternatives:
+                text, result, alternatives, extra_ms = await self._understood_hypothesis(transcript, result)
+                nlu_ms += extra_ms
         except Exception as exc:
             if over_paused_prompt:
                 self._judged_barge_in(None)
@@ -167,15 +173,28 @@ class Understanding:
                 ranking=[{"name": r.name, "confidence": round(r.confidence, 3)} for r in result.ranking[:5]],
                 entities=[] if secret else [{"entity": e.entity, "value": e.value} for e in result.entities],
                 compute_ms=round(nlu_ms, 2),
+                from_n_best=text != transcript.text,
             )
         )
         if over_paused_prompt and self._judged_barge_in(self._doubtful(transcript, result)):
             return
-        await self._run(
-            "dialogue",
-            turn,
-            lambda: self.dialogue.on_utterance(transcript.text, result, transcript.alternatives),
+        await self._run("dialogue", turn, lambda: self.dialogue.on_utterance(text, result, alternatives))
+
+    async def _understood_hypothesis(
+        self, transcript: Transcript, best: NluResult
+    ) -> tuple[str, NluResult, tuple[str, ...], float]:
+        """The hypothesis to act on (see dialogue.policy.best_understood), with the others as its
+        alternatives; the recogniser's best is kept unless it is not understood and another is."""
+        if decide(best, self.dialogue.policy) is Decision.ACCEPT:
+            return transcript.text, best, transcript.alternatives, 0.0
+        started = time.monotonic()
+        hypotheses = [transcript.text, *transcript.alternatives[:MAX_HYPOTHESES_PARSED]]
+        parsed = [best, *[await self._nlu.parse(text) for text in hypotheses[1:]]]
+        chosen = best_understood(parsed, self.dialogue.policy)
+        others = tuple(
+            text for i, text in enumerate([transcript.text, *transcript.alternatives]) if i != chosen
         )
+        return hypotheses[chosen], parsed[chosen], others, (time.monotonic() - started) * 1000
 
     def _judged_barge_in(self, false_interruption: str | None) -> str | None:
         self._barge_ins_to_judge -= 1

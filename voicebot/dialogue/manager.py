@@ -44,6 +44,11 @@ class DialogueManager(FlowWalk):
     def collecting_secret(self) -> bool:
         return self._state.secret
 
+    @property
+    def takes_request(self) -> bool:
+        """The next answer is a request, so the NLU may choose among the recogniser's hypotheses."""
+        return self._state.takes_request
+
     def hints(self) -> RecognitionHints:
         """What the next caller turn is likely to contain, for ASR biasing and grammars."""
         return self._state.hints(self.prompts)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from enum import Enum
 
 from voicebot.config import PolicyConfig
@@ -38,3 +39,21 @@ def yes_or_no(result: NluResult, policy: PolicyConfig) -> bool | None:
     if result.intent.name in ("affirm", "deny") and result.intent.confidence >= policy.reject_threshold:
         return result.intent.name == "affirm"
     return None
+
+
+def best_understood(hypotheses: Sequence[NluResult], policy: PolicyConfig) -> int:
+    """Which of the recogniser's hypotheses (best first, each parsed) to act on: the best, unless it
+    is not understood well enough to accept and a later one is, with at least
+    ``n_best_accept_threshold``. On the phone the recogniser's best is often one wrong word away
+    ("personal own") from a request its n-best list holds; measured with scripts/bench_asr.py
+    (README): at 0.9 this adds right answers and no confidently wrong ones, at 0.7 it adds both."""
+    if not hypotheses or decide(hypotheses[0], policy) is Decision.ACCEPT:
+        return 0
+    return next(
+        (
+            i
+            for i, h in enumerate(hypotheses)
+            if decide(h, policy) is Decision.ACCEPT and h.intent.confidence >= policy.n_best_accept_threshold
+        ),
+        0,
+    )

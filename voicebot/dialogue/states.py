@@ -45,6 +45,9 @@ class Moves(Protocol):
 class State:
     secret = False  # the answer is a secret (a PIN): kept out of traces and transcripts
     collecting_digits = False
+    # The caller's answer is a request (not a slot value or a yes/no): the NLU may choose among the
+    # recogniser's hypotheses the one it understands.
+    takes_request = False
 
     def __init__(self, node: Node) -> None:
         self.node = node
@@ -78,6 +81,8 @@ class State:
 
 class Menu(State):
     """A node that asks ("How can I help you today?"): routes, keys, plain-language navigation."""
+
+    takes_request = True
 
     def on_pressed(self, moves: Moves, key: str) -> None:
         if key in self.node.dtmf:
