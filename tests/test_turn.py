@@ -116,6 +116,7 @@ async def listen(
     nlu: NluEngine | None = None,
     digits: int | None = None,
     config: EndpointConfig = CONFIG,
+    interruptible: bool = True,
 ) -> tuple[list[int], list[SpeechEnded]]:
     """Feeds ``audio`` as a call does, awaiting the models after each frame (the audio clock);
     returns where each turn ended (ms) and the SpeechEnded events."""
@@ -132,7 +133,7 @@ async def listen(
     ended_at = []
     for index, frame in enumerate(split_frames(audio)):
         utterance = listener.feed(
-            frame, bot_speaking=False, interruptible=True, hints=lambda: hints, secret=False
+            frame, bot_speaking=False, interruptible=interruptible, hints=lambda: hints, secret=False
         )
         if pending := listener.pending():
             await asyncio.wait(pending)
@@ -189,6 +190,18 @@ def test_silence_only_ends_after_end_silence_ms_and_never_asks_the_model() -> No
 
     assert events[0].reason == "silence" and events[0].pause_ms == silence_only.end_silence_ms
     assert model.calls == 0
+
+
+def test_speech_that_is_not_listened_to_ends_on_silence_alone() -> None:
+    """Talk over a prompt that cannot be interrupted is ignored; it must not hold the endpointer
+    for the long digit pause."""
+    _, events = asyncio.run(
+        listen(
+            voiced(600) + silence(2500), GrowingRecognizer("agent"), ConstantModel(1.0), interruptible=False
+        )
+    )
+
+    assert events[0].reason == "silence" and events[0].pause_ms == CONFIG.turn_max_silence_ms
 
 
 class BrokenModel:

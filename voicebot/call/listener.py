@@ -213,8 +213,11 @@ class Listener:
 
     def _turn_over(self, open_: _Open, pause_ms: int) -> str:
         """Why the caller's turn is over at this pause ("" while it is not)."""
-        if open_.stream is None or not pause_ms:
+        if not pause_ms:
             return ""
+        if open_.stream is None:  # speech that is not listened to ends on silence alone
+            ignored_needs = silence_needed_ms(self._config, self._turn_model, None)
+            return "silence" if pause_ms >= ignored_needs else ""
         voiced_ms = self._endpointer.voiced_ms
         complete = _result(open_.turn_check) if open_.turn_checked_voiced_ms == voiced_ms else None
         heard = _result(open_.speculation) if open_.speculated_voiced_ms == voiced_ms else None
