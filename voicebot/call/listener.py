@@ -176,7 +176,8 @@ class Listener:
         open_.audio_ms += len(pcm) // (FRAME_BYTES // FRAME_MS)
         if self._turn_model is not None:
             open_.audio.extend(pcm)
-            del open_.audio[:-MODEL_AUDIO_BYTES]
+            if len(open_.audio) > 2 * MODEL_AUDIO_BYTES:  # trimmed now and then, not every frame
+                del open_.audio[:-MODEL_AUDIO_BYTES]
         partial = open_.stream.accept(pcm)
         if partial and not secret:
             self._emit(AsrPartial(text=partial))
@@ -208,7 +209,7 @@ class Listener:
         if open_.turn_check is not None and not open_.turn_check.done():
             return  # the previous pause's verdict is still coming; this one is asked next frame
         open_.turn_checked_voiced_ms = voiced_ms
-        audio = bytes(open_.audio)
+        audio = bytes(open_.audio[-MODEL_AUDIO_BYTES:])
         open_.turn_check = asyncio.create_task(run_in(TURN, lambda: _completion(model, audio)))
 
     def _turn_over(self, open_: _Open, pause_ms: int) -> str:
