@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 log() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
 
 # 1. Debian packages (only as root; otherwise say what is missing).
-SYSTEM_PACKAGES=(libportaudio2 libsndfile1 chromium pulseaudio pulseaudio-utils libasound2-plugins espeak-ng)
+SYSTEM_PACKAGES=(libportaudio2 libsndfile1 chromium pulseaudio pulseaudio-utils libasound2-plugins espeak-ng baresip-core)
 missing=()
 for pkg in "${SYSTEM_PACKAGES[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")

@@ -141,6 +141,55 @@ class ServerConfig(Settings):
     announce_interval_s: Seconds = 30.0  # queued callers hear their position this often
 
 
+Port = conint(strict=True, ge=1, le=65535)
+
+
+class NumberRoute(Settings):
+    """What a dialled number (SIP Request-URI user, or an AudioSocket gateway's mapping) selects."""
+
+    language: NonEmpty | None = None  # None: the default language
+
+
+class SipConfig(Settings):
+    enabled: bool = True  # `voicebot serve --no-sip` turns it off for one run
+    host: NonEmpty = "127.0.0.1"  # the address SIP and RTP listen on
+    port: Port = 5060  # UDP and TCP
+    advertised_host: NonEmpty | None = None  # what Contact and SDP name (NAT); None: host
+    rtp_port_min: Port = 20000
+    rtp_port_max: Port = 20999
+    codecs: list[Literal["PCMU", "PCMA"]] = ["PCMU", "PCMA"]  # the order we prefer in an answer
+    # Only these peers may send requests (addresses or CIDRs); RTP only from the negotiated peer.
+    allowed_peers: list[NonEmpty] = ["127.0.0.0/8", "::1/128"]
+    # Digest authentication of INVITEs: user -> password; empty means none (peers are trusted).
+    digest_users: dict[NonEmpty, NonEmpty] = {}
+    realm: NonEmpty = "voicebot"
+    max_dialogs: Count = 50  # calls at once; more get 503
+    max_invites_per_s: Seconds = 10.0  # new INVITEs per second from all peers (token bucket); more get 503
+    no_rtp_timeout_s: Seconds = 30.0  # a caller whose RTP stops this long is hung up
+    # Escalation: the contact centre keeps the call and bridges an agent ("contact_center"), or the
+    # call is handed to an external ACD/PBX at transfer_uri ("transfer").
+    escalation: Literal["contact_center", "transfer"] = "contact_center"
+    transfer_uri: NonEmpty | None = None  # sip:queue@pbx.example:5060
+    transfer_method: Literal["refer", "invite"] = "refer"  # REFER the caller, or bridge as a B2BUA
+
+
+class AudioSocketConfig(Settings):
+    enabled: bool = True  # `voicebot serve --no-audiosocket` turns it off for one run
+    host: NonEmpty = "127.0.0.1"
+    port: Port = 9092
+
+
+class TelephonyConfig(Settings):
+    sip: SipConfig = Field(default_factory=SipConfig)
+    audiosocket: AudioSocketConfig = Field(default_factory=AudioSocketConfig)
+    # Dialled number (digits, or the Request-URI's user part) -> language; unknown numbers get the
+    # default language.
+    numbers: dict[NonEmpty, NumberRoute] = {}
+
+    def route(self, number: str) -> NumberRoute:
+        return self.numbers.get(number, NumberRoute())
+
+
 class Config(Settings):
     language: NonEmpty = "en"
     flow_dir: NonEmpty = "prompts"
@@ -155,6 +204,7 @@ class Config(Settings):
     tts: TtsConfig = Field(default_factory=TtsConfig)
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
     server: ServerConfig = Field(default_factory=ServerConfig)
+    telephony: TelephonyConfig = Field(default_factory=TelephonyConfig)
     _source: Path = PrivateAttr(default=DEFAULT_FILE)
 
     @property

@@ -34,6 +34,17 @@ def resample(pcm: bytes, src_rate: int, dst_rate: int) -> bytes:
     return np.asarray(out, dtype=np.int16).tobytes()
 
 
+class StreamResampler:
+    """soxr with state kept across blocks: one-shot resampling of 20 ms blocks (``codecs.resample``)
+    filters each block's edges against zeros, a 50 Hz buzz at -33 dB (measured on a 440 Hz tone)."""
+
+    def __init__(self, src_rate: int, dst_rate: int) -> None:
+        self._stream = soxr.ResampleStream(src_rate, dst_rate, 1, dtype="int16", quality="HQ")
+
+    def process(self, pcm: bytes) -> bytes:
+        return np.asarray(self._stream.resample_chunk(int16_from_pcm(pcm)), dtype=np.int16).tobytes()
+
+
 def _build_ulaw_encode_table() -> np.ndarray:
     pcm14 = _ALL_SAMPLES >> 2
     negative = pcm14 < 0

@@ -23,13 +23,8 @@ from voicebot.server.caller_leg import CallerLeg
 from voicebot.server.contact_center import AgentDesk, ContactCenter
 from voicebot.server.kpis import KpiCollector, compute_kpis, erlang_c_forecast
 from voicebot.storage import SqliteStorage, Storage
-from voicebot.transports.websocket import (
-    WS_MAX_MSG_SIZE,
-    MediaCall,
-    ProtocolViolation,
-    audio_frames,
-    parse_control,
-)
+from voicebot.transports.line import ProtocolViolation
+from voicebot.transports.websocket import WS_MAX_MSG_SIZE, MediaCall, audio_frames, parse_control
 
 log = logging.getLogger("voicebot.server")
 STATIC = Path(__file__).parent / "static"

@@ -30,7 +30,7 @@ from voicebot.server.hold import (
     position_announcement,
 )
 from voicebot.storage import Storage
-from voicebot.transports.websocket import CallerLine, HangUp
+from voicebot.transports.line import CallerLine, HangUp
 
 log = logging.getLogger("voicebot.server")
 CALLBACK_KEY = "1"

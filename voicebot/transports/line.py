@@ -1,0 +1,207 @@
+"""A real-time call on a line: what every live transport (media WebSocket, SIP, AudioSocket) shares.
+
+A transport reads the caller's audio and keys into :class:`LiveCall`'s buffers from its own reader
+task, in the call's 16 kHz frames; :meth:`LiveCall.run` does the rest: one frame in and one frame
+out every 20 ms of wall time, the bot until it escalates, then the call's :class:`CallOwner` (the
+contact centre: queue, hold, agent), and the records when either side hangs up. A subclass only
+says how its wire carries audio, keys, control messages and the hang-up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from abc import ABC, abstractmethod
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from voicebot.audio import FRAME_MS
+from voicebot.call import SILENCE, CallSession
+from voicebot.engines import Engines
+from voicebot.events import BargeIn, CallEvent
+from voicebot.handoff.record import HandoffRecord
+
+log = logging.getLogger("voicebot.media")
+MAX_BUFFERED_FRAMES = 25  # 0.5 s jitter buffer; a caller sending faster than real time loses the oldest
+MAX_BUFFERED_KEYS = 32
+FRAME_S = FRAME_MS / 1000
+
+
+class ProtocolViolation(Exception):
+    """The peer broke its protocol: this call alone is closed, with this reason."""
+
+
+@dataclass(frozen=True)
+class HangUp:
+    """What the owner's ``step`` returns to end the call."""
+
+    reason: str
+    outcome: str | None = None
+
+
+class CallerLine(Protocol):
+    """The caller's connection, as the call's owner sees it."""
+
+    def send(self, message: dict[str, Any]) -> None:
+        """Queues a control message; it goes out before the next audio frame (where the wire has
+        control messages: a telephone line has none and drops them)."""
+
+
+class CallOwner(Protocol):
+    """What the server plugs into one live call: its records, and the caller after an escalation."""
+
+    def started(self, call_id: str, caller_id: str, language: str) -> None:
+        """The call is up; the greeting follows."""
+
+    def handoff(self, record: HandoffRecord) -> None:
+        """The bot escalated; the transfer prompt is about to play (the caller may hang up during it)."""
+
+    def escalated(self, record: HandoffRecord, line: CallerLine) -> None:
+        """The transfer prompt has played: from the next frame on, :meth:`step` serves the caller."""
+
+    async def step(self, frame: bytes, key: str | None) -> bytes | HangUp:
+        """One 20 ms frame after the escalation: the caller's audio and key in, what they hear out."""
+
+    async def ended(self, outcome: str, reason: str, events: list[CallEvent]) -> None:
+        """The call is over, whoever hung up: the bot's outcome, why it ended, its events."""
+
+
+class LiveCall(ABC):
+    """One caller on a real-time line (see the module's docstring)."""
+
+    def __init__(self, engines: Engines, owner: CallOwner) -> None:
+        self.engines = engines
+        self.owner = owner
+        self.session: CallSession | None = None
+        self.inbound: deque[bytes] = deque(maxlen=MAX_BUFFERED_FRAMES)
+        self.keys: deque[str] = deque(maxlen=MAX_BUFFERED_KEYS)
+        self.caller_gone = False
+        self.violation: str | None = None
+        self.end_reason = "caller_hangup"
+        self._escalated = False  # the owner serves the caller (see CallOwner.escalated)
+        self._outbox: deque[dict[str, Any]] = deque()  # control messages to send before the next frame
+
+    # ----- what a transport provides ---------------------------------------------------------------
+
+    @abstractmethod
+    async def open(self) -> None:
+        """Whatever comes before the greeting (a start message); ends by calling :meth:`start`."""
+
+    @abstractmethod
+    async def read(self) -> None:
+        """Fills :attr:`inbound` and :attr:`keys` until the caller's side closes."""
+
+    @abstractmethod
+    async def send_frame(self, frame: bytes) -> None:
+        """One 20 ms frame of 16 kHz s16le the caller hears."""
+
+    async def send_control(self, message: dict[str, Any]) -> None:  # noqa: B027 (optional)
+        """A control message from the bot or the owner; a wire without them drops it."""
+
+    @abstractmethod
+    async def send_hangup(self, hangup: HangUp) -> None:
+        """The bot's side ends the call."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Releases the connection, whoever ended the call (always called, once)."""
+
+    @property
+    def line_closed(self) -> bool:
+        """The connection is gone even if the reader has not noticed yet."""
+        return False
+
+    def on_event(self, event: CallEvent) -> None:
+        """The bot's events as they happen: by default, a barge-in clears what is buffered."""
+        if isinstance(event, BargeIn):
+            self.send({"type": "clear"})
+
+    # ----- the call --------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        reader: asyncio.Task[None] | None = None
+        try:
+            await self.open()
+            reader = asyncio.create_task(self._read_until_gone())
+            await self._pace()
+        except ProtocolViolation as exc:
+            self.violated(str(exc))
+        finally:
+            if reader is not None:
+                reader.cancel()
+            await self._finish()
+
+    async def start(self, caller_id: str, language: str, call_id: str | None = None) -> CallSession:
+        self.session = CallSession(
+            self.engines,
+            caller_id=caller_id,
+            language=language,
+            call_id=call_id,
+            listeners=[self.on_event],
+            on_handoff=self.owner.handoff,
+        )
+        self.owner.started(self.session.call_id, caller_id, language)
+        return self.session
+
+    def violated(self, reason: str) -> None:
+        if self.violation is None:
+            log.warning("%s closed: %s", type(self).__name__, reason)
+            self.violation = reason
+            self.end_reason = "protocol_error"
+        self.caller_gone = True
+
+    def send(self, message: dict[str, Any]) -> None:
+        self._outbox.append(message)
+
+    async def _read_until_gone(self) -> None:
+        try:
+            await self.read()
+        except ProtocolViolation as exc:
+            self.violated(str(exc))
+        self.caller_gone = True
+
+    async def _pace(self) -> None:
+        """One frame in, one frame out every 20 ms of wall time, until either side hangs up."""
+        loop = asyncio.get_running_loop()
+        next_tick = loop.time()
+        while not self.caller_gone:
+            frame = self.inbound.popleft() if self.inbound else SILENCE
+            key = self.keys.popleft() if self.keys else None
+            out = await (self.owner.step(frame, key) if self._escalated else self._bot_step(frame, key))
+            if self.caller_gone or self.line_closed:
+                return
+            while self._outbox:
+                await self.send_control(self._outbox.popleft())
+            if isinstance(out, HangUp):
+                self.end_reason = out.reason
+                await self.send_hangup(out)
+                return
+            await self.send_frame(out)
+            next_tick += FRAME_S
+            delay = next_tick - loop.time()
+            if delay < -0.2:
+                next_tick = loop.time()  # fell far behind (a slow turn): resume, don't burst
+            await asyncio.sleep(max(0.0, delay))
+
+    async def _bot_step(self, frame: bytes, key: str | None) -> bytes | HangUp:
+        session = self.session
+        assert session is not None
+        out = await session.step(frame, key)
+        if not session.ended:
+            return out
+        if session.outcome == "escalated" and session.handoff is not None:
+            self._escalated = True
+            self.owner.escalated(session.handoff, self)
+            return out
+        return HangUp("bot_hangup", session.outcome)
+
+    async def _finish(self) -> None:
+        session = self.session
+        try:
+            if session is not None:
+                if not session.ended:
+                    await session.hangup(self.end_reason)
+                await self.owner.ended(session.outcome or "abandoned", self.end_reason, session.events)
+        finally:
+            await self.close()
