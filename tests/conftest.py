@@ -18,7 +18,11 @@ from voicebot.tts.base import Synthesizer
 def config(tmp_path_factory: pytest.TempPathFactory) -> Config:
     """The project's settings, with the call store and demo bank in a scratch folder."""
     config = load_config()
-    return config.replace(data_dir=str(tmp_path_factory.mktemp("var")))
+    # Telephony listens on free ports, so servers of several tests (and a running `make run`) coexist.
+    telephony = config.telephony.replace(
+        sip=config.telephony.sip.replace(port=0), audiosocket=config.telephony.audiosocket.replace(port=0)
+    )
+    return config.replace(data_dir=str(tmp_path_factory.mktemp("var")), telephony=telephony)
 
 
 @pytest.fixture(scope="session")

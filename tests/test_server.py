@@ -20,7 +20,7 @@ from aiohttp.test_utils import TestServer
 from prometheus_client import generate_latest
 
 from voicebot.audio import FRAME_BYTES
-from voicebot.config import ServerConfig
+from voicebot.config import Config, ServerConfig
 from voicebot.engines import Engines
 from voicebot.server.app import VoicebotServer
 from voicebot.server.auth import make_account, verify_password
@@ -39,8 +39,10 @@ def loud(frame: bytes) -> bool:
 
 
 @asynccontextmanager
-async def running_server(engines: Engines, tmp_path: Path, **settings: Any) -> AsyncIterator[TestServer]:
-    config = engines.config.replace(data_dir=str(tmp_path))
+async def running_server(
+    engines: Engines, tmp_path: Path, config: Config | None = None, **settings: Any
+) -> AsyncIterator[TestServer]:
+    config = (config or engines.config).replace(data_dir=str(tmp_path))
     server = VoicebotServer(
         dataclasses.replace(engines, config=config),
         ServerConfig(**{"offer_timeout_s": 30.0, "announce_interval_s": 30.0, **settings}),

@@ -141,7 +141,7 @@ class ServerConfig(Settings):
     announce_interval_s: Seconds = 30.0  # queued callers hear their position this often
 
 
-Port = conint(strict=True, ge=1, le=65535)
+Port = conint(strict=True, ge=0, le=65535)  # 0: any free port (the one chosen is printed)
 
 
 class NumberRoute(Settings):
@@ -165,18 +165,28 @@ class SipConfig(Settings):
     realm: NonEmpty = "voicebot"
     max_dialogs: Count = 50  # calls at once; more get 503
     max_invites_per_s: Seconds = 10.0  # new INVITEs per second from all peers (token bucket); more get 503
+    answer_delay_ms: OptionalMilliseconds = 0  # ring this long (180 Ringing) before answering
     no_rtp_timeout_s: Seconds = 30.0  # a caller whose RTP stops this long is hung up
     # Escalation: the contact centre keeps the call and bridges an agent ("contact_center"), or the
     # call is handed to an external ACD/PBX at transfer_uri ("transfer").
     escalation: Literal["contact_center", "transfer"] = "contact_center"
-    transfer_uri: NonEmpty | None = None  # sip:queue@pbx.example:5060
-    transfer_method: Literal["refer", "invite"] = "refer"  # REFER the caller, or bridge as a B2BUA
+    transfer_uri: NonEmpty | None = None  # sip:queue@pbx.example:5060, where the caller is REFERred
+
+    @validator("transfer_uri", always=True)
+    def _transfer_needs_a_target(cls, uri: str | None, values: dict[str, Any]) -> str | None:
+        if values.get("escalation") == "transfer" and not uri:
+            raise ValueError("escalation 'transfer' needs a transfer_uri (sip:...)")
+        if uri is not None and not uri.startswith(("sip:", "sips:", "tel:")):
+            raise ValueError("transfer_uri must be a sip:, sips: or tel: URI")
+        return uri
 
 
 class AudioSocketConfig(Settings):
     enabled: bool = True  # `voicebot serve --no-audiosocket` turns it off for one run
     host: NonEmpty = "127.0.0.1"
     port: Port = 9092
+    max_calls: Count = 50  # connections at once, calls and those still to send their UUID; more are hung up
+    uuid_timeout_s: Seconds = 3.0  # a connection that has not sent its call UUID by then is closed
 
 
 class TelephonyConfig(Settings):

@@ -21,9 +21,13 @@ from voicebot.engines import Engines, reload_engines
 from voicebot.server.auth import SESSION_COOKIE, LoginLimiter, SessionStore, WebSession, verify_password
 from voicebot.server.caller_leg import CallerLeg
 from voicebot.server.contact_center import AgentDesk, ContactCenter
+from voicebot.server.external_leg import ExternalTransferLeg
 from voicebot.server.kpis import KpiCollector, compute_kpis, erlang_c_forecast
 from voicebot.storage import SqliteStorage, Storage
-from voicebot.transports.line import ProtocolViolation
+from voicebot.telephony.audiosocket import AudioSocketServer
+from voicebot.telephony.sip import IncomingCall, SipUserAgent
+from voicebot.telephony.sip_call import SipCall
+from voicebot.transports.line import CallOwner, LiveCall, ProtocolViolation
 from voicebot.transports.websocket import WS_MAX_MSG_SIZE, MediaCall, audio_frames, parse_control
 
 log = logging.getLogger("voicebot.server")
@@ -55,6 +59,29 @@ def admin_token_path(config: Config) -> Path:
     return config.path(config.data_dir) / "server" / "admin.token"
 
 
+def handoff_token_path(config: Config) -> Path:
+    return config.path(config.data_dir) / "server" / "handoff-api.token"
+
+
+def write_private(path: Path, text: str) -> None:
+    """Writes a file only this user may read (0600, also when it was there before)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(descriptor, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+        handle.write(text)
+
+
+def lasting_token(path: Path) -> str:
+    """The token kept in ``path``, made the first time: a PBX configured with it stays valid across
+    restarts (delete the file to change it)."""
+    token = path.read_text(encoding="utf-8").strip() if path.exists() else ""
+    if not token:
+        token = secrets.token_urlsafe(32)
+        write_private(path, token)
+    return token
+
+
 class VoicebotServer:
     def __init__(self, engines: Engines, settings: ServerConfig, storage: Storage | None = None) -> None:
         self.config = engines.config
@@ -65,9 +92,21 @@ class VoicebotServer:
         self.sessions = SessionStore()
         self.limiter = LoginLimiter()
         self.admin_token = secrets.token_urlsafe(32)
+        self.handoff_token = lasting_token(handoff_token_path(self.config))
         self.reloads = 0
         self._reload_lock = asyncio.Lock()
         self.media_calls: set[MediaCall] = set()
+        audiosocket = self.config.telephony.audiosocket
+        self.audiosocket = (
+            AudioSocketServer(
+                audiosocket, lambda: self.engines, lambda engines: ExternalTransferLeg(self.storage, engines)
+            )
+            if audiosocket.enabled
+            else None
+        )
+        self.sip: SipUserAgent | None = None
+        self.sip_calls: set[SipCall] = set()
+        self._call_tasks: set[asyncio.Task[None]] = set()
 
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self._security_headers], client_max_size=64 * 1024)
@@ -81,6 +120,7 @@ class VoicebotServer:
         app.router.add_get("/agent/ws", self._require("agent", self.agent_socket))
         app.router.add_get("/dashboard", self._require("supervisor", self._page("dashboard.html")))
         app.router.add_get("/api/dashboard", self._require("supervisor", self.dashboard_data))
+        app.router.add_get("/api/handoffs/{call_id}", self.handoff_record)
         app.router.add_post("/admin/reload", self.reload)
         app.router.add_static("/static", STATIC)
         app.on_startup.append(self._on_startup)
@@ -89,19 +129,25 @@ class VoicebotServer:
         return app
 
     async def _on_startup(self, _: web.Application) -> None:
-        token_file = admin_token_path(self.config)
-        token_file.parent.mkdir(parents=True, exist_ok=True)
-        # Created private: only this user (the one who runs `voicebot reload`) may read it.
-        descriptor = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            handle.write(self.admin_token)
+        # Private: only this user (the one who runs `voicebot reload`) may read it.
+        write_private(admin_token_path(self.config), self.admin_token)
         self.center.start()
+        if self.audiosocket is not None:
+            await self.audiosocket.start()
+        if self.config.telephony.sip.enabled:
+            self.sip = SipUserAgent(self.config.telephony.sip, self._sip_call)
+            await self.sip.start()
 
     async def _on_shutdown(self, _: web.Application) -> None:
+        if self.audiosocket is not None:
+            await self.audiosocket.stop()  # its calls hung up and recorded before storage closes
         # Closing the sockets lets each call finish its bookkeeping before storage closes.
         sockets = [call.ws for call in self.media_calls] + [desk.ws for desk in self.center.desks.values()]
         for ws in sockets:
             await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")
+        if self.sip is not None:
+            await self.sip.stop()
+            await asyncio.gather(*self._call_tasks, return_exceptions=True)
 
     async def _on_cleanup(self, _: web.Application) -> None:
         await self.center.stop()
@@ -223,6 +269,29 @@ class VoicebotServer:
             self.media_calls.discard(call)
         return ws
 
+    def _sip_call(self, incoming: IncomingCall) -> None:
+        assert self.sip is not None
+        engines = self.engines
+        leg: CallOwner
+        if self.config.telephony.sip.escalation == "transfer":
+            leg = ExternalTransferLeg(self.storage, engines)  # the call leaves by REFER
+        else:
+            leg = CallerLeg(self.center, self.storage, engines, int(self.settings.announce_interval_s * 1000))
+        call = SipCall(engines, leg, incoming, self.sip)
+        self.sip_calls.add(call)
+        task = asyncio.create_task(self._run_call(call, self.sip_calls))
+        self._call_tasks.add(task)
+        task.add_done_callback(self._call_tasks.discard)
+
+    @staticmethod
+    async def _run_call(call: LiveCall, calls: set[Any]) -> None:
+        try:
+            await call.run()
+        except Exception:  # one broken call must not take the server down
+            log.exception("%s failed", type(call).__name__)
+        finally:
+            calls.discard(call)
+
     # ----- agent desk ----------------------------------------------------------------------------
 
     async def agent_socket(self, request: web.Request) -> web.WebSocketResponse:
@@ -286,6 +355,18 @@ class VoicebotServer:
             "reloads": self.reloads,
         }
         return web.json_response(body)
+
+    async def handoff_record(self, request: web.Request) -> web.Response:
+        """A call's handoff record for a PBX or CRM, with the token of ``handoff_token_path``."""
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        if scheme != "Bearer" or not same_secret(token, self.handoff_token):
+            raise web.HTTPUnauthorized(
+                text="needs the handoff API token", headers={"WWW-Authenticate": "Bearer"}
+            )
+        record = self.storage.get_handoff(request.match_info["call_id"])
+        if record is None:  # JSON too, so that a dialplan reading a field gets it empty
+            return web.json_response({"error": "no handoff record for this call"}, status=404)
+        return web.json_response(record, headers={"Cache-Control": "no-store"})
 
     async def metrics(self, request: web.Request) -> web.Response:
         window_s = self._window_s(request)

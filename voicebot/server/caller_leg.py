@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 
@@ -21,6 +20,7 @@ from voicebot.call import SILENCE
 from voicebot.engines import Engines
 from voicebot.events import CallEvent
 from voicebot.handoff.record import HandoffRecord
+from voicebot.server.call_records import CallRecords
 from voicebot.server.contact_center import AgentDesk, ContactCenter
 from voicebot.server.hold import (
     CALLBACK_CONFIRMATION,
@@ -37,18 +37,15 @@ CALLBACK_KEY = "1"
 Phase = Callable[[bytes, str | None], Awaitable[bytes | HangUp]]
 
 
-class CallerLeg:
+class CallerLeg(CallRecords):
     """The contact centre's side of one media call (see the module's docstring)."""
 
     def __init__(
         self, center: ContactCenter, storage: Storage, engines: Engines, announce_interval_ms: int
     ) -> None:
+        super().__init__(storage, engines)
         self.center = center
-        self.storage = storage
-        self.engines = engines  # the ones the call started with: a reload does not change its words
         self.announce_interval_ms = announce_interval_ms
-        self.call_id = ""
-        self.language = engines.config.language
         self.queue_result: str | None = None  # answered | abandoned | callback, once queued
         self._line: CallerLine | None = None
         self._phase: Phase = self._hold_step
@@ -60,14 +57,7 @@ class CallerLeg:
         self._since_announce_ms = 0
         self._leaving = False  # the callback confirmation is playing; end when it is done
 
-    # ----- CallOwner -----------------------------------------------------------------------------
-
-    def started(self, call_id: str, caller_id: str, language: str) -> None:
-        self.call_id, self.language = call_id, language
-        self.storage.call_started(call_id, caller_id, language, time.time())
-
-    def handoff(self, record: HandoffRecord) -> None:
-        self.storage.save_handoff(record)
+    # ----- CallOwner (started and handoff: CallRecords) --------------------------------------------
 
     def escalated(self, record: HandoffRecord, line: CallerLine) -> None:
         self._line = line
@@ -86,8 +76,7 @@ class CallerLeg:
             await self.center.caller_hung_up(self.call_id)
         if self._announcement is not None:
             self._announcement.cancel()
-        self.storage.call_ended(self.call_id, outcome, self.queue_result or reason, time.time())
-        self.storage.add_trace_events(events, time.time() - time.monotonic())
+        self.record_end(outcome, self.queue_result or reason, events)
 
     # ----- CallerLink (the contact centre's side) --------------------------------------------------
 

@@ -36,6 +36,16 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
             type=kind,
             help=f"{meaning} (default: server.{setting} in the settings, else {getattr(defaults, setting)})",
         )
+    serve.add_argument(
+        "--no-sip",
+        action="store_true",
+        help="take no SIP calls this run (default: telephony.sip.enabled)",
+    )
+    serve.add_argument(
+        "--no-audiosocket",
+        action="store_true",
+        help="take no Asterisk AudioSocket calls this run (default: telephony.audiosocket.enabled)",
+    )
     serve.set_defaults(handler=cmd_serve)
 
     agents = subparsers.add_parser("agents", help="agent desk accounts")
@@ -70,18 +80,43 @@ def server_settings(args: argparse.Namespace, config: Config) -> ServerConfig:
         ) from None
 
 
+def serve_config(args: argparse.Namespace, config: Config) -> Config:
+    """The settings with the telephone lines that `voicebot serve --no-...` turns off for this run."""
+    telephony = config.telephony
+    if args.no_sip:
+        telephony = telephony.replace(sip=telephony.sip.replace(enabled=False))
+    if args.no_audiosocket:
+        telephony = telephony.replace(audiosocket=telephony.audiosocket.replace(enabled=False))
+    return config.replace(telephony=telephony)
+
+
 def cmd_serve(args: argparse.Namespace, config: Config) -> int:
     from aiohttp import web
 
     from voicebot.engines import load_engines
-    from voicebot.server.app import VoicebotServer
+    from voicebot.server.app import VoicebotServer, handoff_token_path
 
     settings = server_settings(args, config)
+    config = serve_config(args, config)
     server = VoicebotServer(load_engines(config), settings)
     base = f"http://{settings.host}:{settings.port}"
     print(f"softphone  {base}/\nagent desk {base}/agent\ndashboard  {base}/dashboard", flush=True)
     print(f"media      ws://{settings.host}:{settings.port}/media\nmetrics    {base}/metrics", flush=True)
-    web.run_app(server.app(), host=settings.host, port=settings.port, print=None)
+    token_file = handoff_token_path(config)
+    print(f"handoffs   {base}/api/handoffs/CALL_ID (bearer token in {token_file})", flush=True)
+    app = server.app()
+
+    async def print_telephone_lines(_: web.Application) -> None:
+        # After the server's own start-up, when a port 0 has become the one the system chose.
+        if server.sip is not None:
+            host, port = config.telephony.sip.host, server.sip.port
+            print(f"sip        sip:ivr@{host}:{port} (UDP and TCP)", flush=True)
+        if server.audiosocket is not None:
+            host, port = config.telephony.audiosocket.host, server.audiosocket.port
+            print(f"audiosocket tcp://{host}:{port}", flush=True)
+
+    app.on_startup.append(print_telephone_lines)
+    web.run_app(app, host=settings.host, port=settings.port, print=None)
     return 0
 
 

@@ -107,6 +107,10 @@ class LiveCall(ABC):
     async def close(self) -> None:
         """Releases the connection, whoever ended the call (always called, once)."""
 
+    def caller_frame(self) -> bytes:
+        """The caller's next 20 ms, once per tick (silence when nothing came)."""
+        return self.inbound.popleft() if self.inbound else SILENCE
+
     @property
     def line_closed(self) -> bool:
         """The connection is gone even if the reader has not noticed yet."""
@@ -166,7 +170,7 @@ class LiveCall(ABC):
         loop = asyncio.get_running_loop()
         next_tick = loop.time()
         while not self.caller_gone:
-            frame = self.inbound.popleft() if self.inbound else SILENCE
+            frame = self.caller_frame()
             key = self.keys.popleft() if self.keys else None
             out = await (self.owner.step(frame, key) if self._escalated else self._bot_step(frame, key))
             if self.caller_gone or self.line_closed:

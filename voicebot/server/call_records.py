@@ -1,0 +1,33 @@
+"""A live call's rows in storage, the same whoever serves the caller after an escalation."""
+
+from __future__ import annotations
+
+import time
+
+from voicebot.engines import Engines
+from voicebot.events import CallEvent
+from voicebot.handoff.record import HandoffRecord
+from voicebot.storage import Storage
+
+
+class CallRecords:
+    """The :class:`~voicebot.transports.line.CallOwner` methods that keep the records: the call from
+    its start; the handoff record the moment the bot escalates, so that a caller who hangs up during
+    the transfer prompt still leaves one; the end and the trace."""
+
+    def __init__(self, storage: Storage, engines: Engines) -> None:
+        self.storage = storage
+        self.engines = engines  # the ones the call started with: a reload does not change its words
+        self.call_id = ""
+        self.language = engines.config.language
+
+    def started(self, call_id: str, caller_id: str, language: str) -> None:
+        self.call_id, self.language = call_id, language
+        self.storage.call_started(call_id, caller_id, language, time.time())
+
+    def handoff(self, record: HandoffRecord) -> None:
+        self.storage.save_handoff(record)
+
+    def record_end(self, outcome: str, result: str, events: list[CallEvent]) -> None:
+        self.storage.call_ended(self.call_id, outcome, result, time.time())
+        self.storage.add_trace_events(events, time.time() - time.monotonic())

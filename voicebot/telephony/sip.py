@@ -1,0 +1,674 @@
+"""The SIP user agent (RFC 3261) that answers calls: UDP and TCP, messages parsed by ``sipmessage``.
+
+What it does: INVITE with an SDP offer (G.711) answered 100/180/200 with retransmission of the 200
+until the ACK, CANCEL before the answer (487), BYE either way, OPTIONS (trunk pings), re-INVITE
+(hold and resume), INFO and RFC 4733 keys, REFER and its NOTIFYs for a blind transfer, digest
+authentication of INVITEs. Each answered INVITE becomes an :class:`IncomingCall` for the server,
+which runs it as a :class:`~voicebot.telephony.sip_call.SipCall`.
+
+Protection: requests only from ``allowed_peers``; at most ``max_dialogs`` calls and
+``max_invites_per_s`` new INVITEs (token bucket), more get 503; a message that does not parse is
+dropped (UDP) or closes that TCP connection, and never touches another call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import ipaddress
+import logging
+import secrets
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from sipmessage import (
+    URI,
+    Address,
+    AuthChallenge,
+    AuthParameters,
+    Message,
+    Parameters,
+    Request,
+    Response,
+    Via,
+)
+
+from voicebot.audio import DTMF_KEYS
+from voicebot.config import SipConfig
+from voicebot.telephony import sdp
+from voicebot.telephony.rtp_stream import RtpStream, open_rtp_stream
+
+log = logging.getLogger("voicebot.sip")
+MAX_MESSAGE_BYTES = 65_535
+T1_S = 0.5  # RFC 3261 timers: retransmit after T1, doubling up to T2, give up after 64*T1
+T2_S = 4.0
+TIMEOUT_S = 64 * T1_S
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, NOTIFY, REFER"
+USER_AGENT = "voicebot"
+NONCE_LIFETIME_S = 300
+MAX_REMEMBERED_RESPONSES = 2048
+BRANCH_MAGIC = "z9hG4bK"
+MAX_CALLER_ID = 32
+
+
+class Wire:
+    """How a message came in, and so how to answer it: a UDP peer, or a TCP connection."""
+
+    transport = "UDP"
+
+    def __init__(self, endpoint: asyncio.DatagramTransport, peer: tuple[str, int]) -> None:
+        self.endpoint = endpoint
+        self.peer = peer
+
+    def send(self, data: bytes) -> None:
+        self.endpoint.sendto(data, self.peer)
+
+    @property
+    def reliable(self) -> bool:
+        return False
+
+
+class TcpWire(Wire):
+    transport = "TCP"
+
+    def __init__(self, writer: asyncio.StreamWriter, peer: tuple[str, int]) -> None:
+        self.writer = writer
+        self.peer = peer
+
+    def send(self, data: bytes) -> None:
+        if not self.writer.is_closing():
+            self.writer.write(data)
+
+    @property
+    def reliable(self) -> bool:
+        return True
+
+
+@dataclass
+class Dialog:
+    """One call's signalling state, as the user agent answering it keeps it."""
+
+    call_id: str
+    local_tag: str
+    remote_tag: str
+    local_address: Address  # our To, with the tag
+    remote_address: Address  # their From
+    remote_target: URI  # their Contact: where in-dialog requests go
+    route_set: list[Address]
+    wire: Wire
+    invite: Request
+    offer: sdp.AudioOffer
+    local_audio: sdp.LocalAudio
+    codec: tuple[str, int]
+    rtp: RtpStream
+    answer_sdp: bytes = b""
+    sdp_version: int = 1
+    local_cseq: int = field(default_factory=lambda: secrets.randbelow(1 << 16) + 1)
+    answered: bool = False
+    confirmed: bool = False  # the ACK came
+    ended: asyncio.Event = field(default_factory=asyncio.Event)
+    end_reason: str = "caller_hangup"
+    keys: Callable[[str], None] | None = None  # the call's key handler (INFO and RFC 4733)
+    hold_changed: Callable[[bool], None] | None = None
+    transfer_result: asyncio.Future[int] | None = None
+
+    @property
+    def telephone_event_pt(self) -> int | None:
+        return self.offer.telephone_event_pt
+
+    def end(self, reason: str) -> None:
+        if not self.ended.is_set():
+            self.end_reason = reason
+            self.ended.set()
+
+
+@dataclass(frozen=True)
+class IncomingCall:
+    """An answered INVITE, for the server to run as a call."""
+
+    dialog: Dialog
+    caller_id: str
+    dialled: str
+
+
+class TokenBucket:
+    def __init__(self, rate: float, burst: float) -> None:
+        self.rate, self.burst = rate, burst
+        self._tokens, self._at = burst, time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
+        self._at = now
+        if self._tokens < 1:
+            return False
+        self._tokens -= 1
+        return True
+
+
+def new_tag() -> str:
+    return secrets.token_hex(6)
+
+
+def new_branch() -> str:
+    return BRANCH_MAGIC + secrets.token_hex(8)
+
+
+def caller_id_of(request: Request) -> str:
+    """P-Asserted-Identity (a trusted trunk's) before From; the user part, or the display name."""
+    for header in ("P-Asserted-Identity", "From"):
+        value = request.headers.get(header)
+        if not value:
+            continue
+        try:
+            address = Address.parse(value)
+        except ValueError:
+            continue
+        who = address.uri.user or address.name
+        if who:
+            printable = "".join(ch for ch in who if ch.isprintable())
+            return printable[:MAX_CALLER_ID] or "unknown"
+    return "unknown"
+
+
+class SipUserAgent:
+    """Listens on UDP and TCP, answers calls and keeps their dialogs (see the module's docstring)."""
+
+    def __init__(self, settings: SipConfig, on_call: Callable[[IncomingCall], None]) -> None:
+        self.settings = settings
+        self.on_call = on_call
+        self.host = settings.advertised_host or settings.host
+        self.peers = [ipaddress.ip_network(peer, strict=False) for peer in settings.allowed_peers]
+        self.dialogs: dict[str, Dialog] = {}
+        self._pending: dict[str, Dialog] = {}  # INVITE branch -> dialog not yet answered
+        self._responses: OrderedDict[tuple[str, str], bytes] = OrderedDict()  # for retransmitted requests
+        self._client: dict[str, asyncio.Future[Response]] = {}  # our requests' branches
+        self._invites = TokenBucket(settings.max_invites_per_s, max(1.0, settings.max_invites_per_s))
+        self._secret = secrets.token_bytes(16)
+        self._udp: asyncio.DatagramTransport | None = None
+        self._tcp: asyncio.base_events.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.port = settings.port
+        self.dropped = 0  # messages that did not parse or came from elsewhere
+
+    # ----- listening ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        agent = self
+
+        class Datagrams(asyncio.DatagramProtocol):
+            def datagram_received(self, data: bytes, peer: tuple[str, int]) -> None:
+                assert agent._udp is not None
+                agent.received(data, Wire(agent._udp, peer[:2]))
+
+            def error_received(self, exc: Exception) -> None:
+                log.debug("SIP UDP error: %s", exc)
+
+        self._udp, _ = await loop.create_datagram_endpoint(
+            Datagrams, local_addr=(self.settings.host, self.settings.port)
+        )
+        self.port = self._udp.get_extra_info("sockname")[1]
+        self._tcp = await asyncio.start_server(self._tcp_connection, self.settings.host, self.port)
+
+    async def stop(self) -> None:
+        for dialog in list(self.dialogs.values()):
+            self.hang_up(dialog, "server_shutdown")
+        if self._tcp is not None:
+            self._tcp.close()
+        if self._udp is not None:
+            self._udp.close()
+        for task in list(self._tasks):
+            task.cancel()
+
+    async def _tcp_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = writer.get_extra_info("peername")[:2]
+        wire = TcpWire(writer, peer)
+        try:
+            if not self._allowed(peer[0]):
+                return
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                if len(head) > MAX_MESSAGE_BYTES:
+                    return
+                length = _content_length(head)
+                if length is None or length > MAX_MESSAGE_BYTES:
+                    log.warning("SIP over TCP from %s: bad Content-Length; connection closed", peer[0])
+                    return
+                body = await reader.readexactly(length) if length else b""
+                if not self.received(head + body, wire):
+                    return  # on a stream, a message that does not parse leaves us out of step
+        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    def _allowed(self, host: str) -> bool:
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            return False
+        return any(address in network for network in self.peers)
+
+    def received(self, data: bytes, wire: Wire) -> bool:
+        """One message; False when it could not be used (dropped, logged)."""
+        if not self._allowed(wire.peer[0]):
+            self.dropped += 1
+            return False
+        if data.strip() == b"":
+            return True  # CRLF keep-alive (RFC 5626)
+        try:
+            if len(data) > MAX_MESSAGE_BYTES:
+                raise ValueError("message too long")
+            message = Message.parse(data)
+            if isinstance(message, Request):
+                self._request(message, wire)
+            else:
+                self._response(message)
+        except Exception as exc:  # a message we cannot read must not reach any call
+            self.dropped += 1
+            log.warning("SIP message from %s dropped: %s", wire.peer[0], str(exc)[:120] or type(exc).__name__)
+            return False
+        return True
+
+    # ----- requests ----------------------------------------------------------------------------
+
+    def _request(self, request: Request, wire: Wire) -> None:
+        vias = request.via  # parses: a request without a usable Via cannot be answered
+        if not vias:
+            raise ValueError("no Via")
+        branch = vias[0].parameters.get("branch") or ""
+        request.cseq  # noqa: B018 (parses CSeq: raises on a malformed one)
+        method = request.method
+        if method == "ACK":
+            self._ack(request)
+            return
+        remembered = self._responses.get((branch, method))
+        if remembered is not None:
+            wire.send(remembered)  # a retransmission: the same answer again
+            return
+        if method == "INVITE" and not request.to_address.parameters.get("tag"):
+            self._invite(request, wire, branch)
+        elif method == "CANCEL":
+            self._cancel(request, wire, branch)
+        elif method == "OPTIONS" and not request.to_address.parameters.get("tag"):
+            self._respond(request, wire, 200, "OK", extra={"Allow": ALLOW, "Accept": "application/sdp"})
+        elif method in ("INVITE", "BYE", "INFO", "NOTIFY", "OPTIONS"):
+            dialog = self.dialogs.get(request.call_id)
+            if dialog is None or request.to_address.parameters.get("tag") != dialog.local_tag:
+                self._respond(request, wire, 481, "Call/Transaction Does Not Exist")
+            else:
+                self._in_dialog(dialog, request, wire)
+        else:
+            self._respond(request, wire, 405, "Method Not Allowed", extra={"Allow": ALLOW})
+
+    def _invite(self, request: Request, wire: Wire, branch: str) -> None:
+        settings = self.settings
+        if len(self.dialogs) + len(self._pending) >= settings.max_dialogs or not self._invites.take():
+            self._respond(request, wire, 503, "Service Unavailable", extra={"Retry-After": "5"})
+            return
+        if settings.digest_users and not self._authenticated(request):
+            self._challenge(request, wire)
+            return
+        try:
+            offer = sdp.parse(request.body)
+        except sdp.SdpError as exc:
+            self._respond(
+                request, wire, 488, "Not Acceptable Here", extra={"Warning": f'399 voicebot "{exc}"'}
+            )
+            return
+        codec = offer.codec(list(settings.codecs))
+        if codec is None or offer.port == 0:
+            self._respond(
+                request, wire, 488, "Not Acceptable Here", extra={"Warning": '305 voicebot "codec"'}
+            )
+            return
+        self._respond(request, wire, 100, "Trying")
+        task = asyncio.ensure_future(self._answer(request, wire, branch, offer, codec))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _answer(
+        self, request: Request, wire: Wire, branch: str, offer: sdp.AudioOffer, codec: tuple[str, int]
+    ) -> None:
+        try:
+            contact = request.contact[0].uri if request.contact else request.from_address.uri
+            rtp = await open_rtp_stream(self.settings, offer, wire.peer[0])
+        except Exception as exc:  # no RTP port free, or an unusable Contact
+            log.warning("SIP INVITE from %s refused: %s", wire.peer[0], exc)
+            self._respond(request, wire, 503, "Service Unavailable")
+            return
+        tag = new_tag()
+        dialog = Dialog(
+            call_id=request.call_id,
+            local_tag=tag,
+            remote_tag=request.from_address.parameters.get("tag") or "",
+            local_address=_with_tag(request.to_address, tag),
+            remote_address=request.from_address,
+            remote_target=contact,
+            route_set=request.record_route,
+            wire=wire,
+            invite=request,
+            offer=offer,
+            local_audio=sdp.LocalAudio(self.host, rtp.port, sdp.new_session_id()),
+            codec=codec,
+            rtp=rtp,
+        )
+        self._pending[branch] = dialog
+        try:
+            if self.settings.answer_delay_ms:
+                self._respond(request, wire, 180, "Ringing", dialog=dialog)
+                await asyncio.sleep(self.settings.answer_delay_ms / 1000)
+            if branch not in self._pending:  # cancelled while ringing
+                rtp.close()
+                return
+            del self._pending[branch]
+            dialog.answer_sdp = self._describe(dialog)
+            dialog.answered = True
+            self.dialogs[dialog.call_id] = dialog
+            ok = self._respond(request, wire, 200, "OK", dialog=dialog, body=dialog.answer_sdp)
+            self.on_call(IncomingCall(dialog, caller_id_of(request), request.uri.user or ""))
+            await self._retransmit_until_ack(dialog, ok)
+        finally:
+            self._pending.pop(branch, None)
+
+    async def _retransmit_until_ack(self, dialog: Dialog, ok: bytes) -> None:
+        interval, waited = T1_S, 0.0
+        while not dialog.confirmed and not dialog.ended.is_set():
+            await asyncio.sleep(interval)
+            waited += interval
+            if dialog.confirmed or dialog.ended.is_set():
+                return
+            if waited >= TIMEOUT_S:
+                log.warning("SIP call %s: no ACK for the 200; hanging up", dialog.call_id[:40])
+                self.hang_up(dialog, "no_ack")
+                return
+            if not dialog.wire.reliable:
+                dialog.wire.send(ok)
+            interval = min(interval * 2, T2_S)
+
+    def _describe(self, dialog: Dialog) -> bytes:
+        return dialog.local_audio.describe(
+            [dialog.codec], dialog.telephone_event_pt, sdp.answer_direction(dialog.offer), dialog.sdp_version
+        )
+
+    def _ack(self, request: Request) -> None:
+        dialog = self.dialogs.get(request.call_id)
+        if dialog is not None:
+            dialog.confirmed = True
+
+    def _cancel(self, request: Request, wire: Wire, branch: str) -> None:
+        dialog = self._pending.pop(branch, None)
+        if dialog is None:
+            self._respond(request, wire, 481, "Call/Transaction Does Not Exist")
+            return
+        self._respond(request, wire, 200, "OK")
+        self._respond(dialog.invite, wire, 487, "Request Terminated", dialog=dialog)
+        dialog.rtp.close()
+
+    def _in_dialog(self, dialog: Dialog, request: Request, wire: Wire) -> None:
+        method = request.method
+        if method == "BYE":
+            self._respond(request, wire, 200, "OK", dialog=dialog)
+            dialog.end("caller_hangup")
+            self.forget(dialog)
+        elif method == "INVITE":
+            self._reinvite(dialog, request, wire)
+        elif method == "INFO":
+            key = _info_key(request)
+            self._respond(request, wire, 200, "OK", dialog=dialog)
+            if key is not None and dialog.keys is not None:
+                dialog.keys(key)
+        elif method == "NOTIFY":
+            self._respond(request, wire, 200, "OK", dialog=dialog)
+            self._transfer_progress(dialog, request)
+        else:
+            self._respond(request, wire, 200, "OK", dialog=dialog, extra={"Allow": ALLOW})
+
+    def _reinvite(self, dialog: Dialog, request: Request, wire: Wire) -> None:
+        """Hold (sendonly/inactive), resume, or a new media address; a bodiless re-INVITE keeps all."""
+        if request.body:
+            try:
+                offer = sdp.parse(request.body)
+            except sdp.SdpError as exc:
+                self._respond(
+                    request, wire, 488, "Not Acceptable Here", extra={"Warning": f'399 voicebot "{exc}"'}
+                )
+                return
+            if offer.codec([dialog.codec[0]]) is None:
+                self._respond(request, wire, 488, "Not Acceptable Here")
+                return
+            held = offer.on_hold
+            dialog.offer = offer
+            dialog.rtp.retarget(offer)
+            dialog.sdp_version += 1
+            dialog.answer_sdp = self._describe(dialog)
+            if dialog.hold_changed is not None:
+                dialog.hold_changed(held)
+        if request.contact:
+            dialog.remote_target = request.contact[0].uri
+        self._respond(request, wire, 200, "OK", dialog=dialog, body=dialog.answer_sdp)
+
+    def _not_acceptable(self, request: Request, wire: Wire, why: str) -> None:
+        warning = '399 voicebot "' + why.replace('"', "'")[:80] + '"'
+        self._respond(request, wire, 488, "Not Acceptable Here", extra={"Warning": warning})
+
+    def _transfer_progress(self, dialog: Dialog, request: Request) -> None:
+        """NOTIFY of a REFER (RFC 3515): a message/sipfrag body with the new call's status line."""
+        fragment = request.body.decode("utf-8", "replace").split("\r\n", 1)[0].split()
+        if len(fragment) >= 2 and fragment[0] == "SIP/2.0" and fragment[1].isdigit():
+            status = int(fragment[1])
+            future = dialog.transfer_result
+            if status >= 200 and future is not None and not future.done():
+                future.set_result(status)
+
+    def _respond(
+        self,
+        request: Request,
+        wire: Wire,
+        code: int,
+        phrase: str,
+        *,
+        dialog: Dialog | None = None,
+        body: bytes = b"",
+        extra: dict[str, str] | None = None,
+    ) -> bytes:
+        response = Response(code, phrase, body)
+        for via in request.headers.getlist("Via"):
+            response.headers.add("Via", via)
+        to = request.headers["To"]
+        if dialog is not None:
+            to = str(dialog.local_address) if request.method in ("INVITE", "CANCEL") else to
+        elif code > 100 and "tag=" not in to:
+            to = str(_with_tag(request.to_address, new_tag()))
+        response.headers.add("From", request.headers["From"])
+        response.headers.add("To", to)
+        response.headers.add("Call-ID", request.call_id)
+        response.headers.add("CSeq", request.headers["CSeq"])
+        if dialog is not None and request.method == "INVITE" and 100 < code < 300:
+            response.headers.add("Contact", f"<{self._contact(dialog.wire)}>")
+            for route in request.headers.getlist("Record-Route"):
+                response.headers.add("Record-Route", route)
+        response.headers.add("Server", USER_AGENT)
+        for name, value in (extra or {}).items():
+            response.headers.add(name, value)
+        if body:
+            response.headers.add("Content-Type", "application/sdp")
+        response.headers.add("Content-Length", str(len(body)))
+        data = bytes(response)
+        wire.send(data)
+        if code >= 200:
+            self._remember(request, data)
+        return data
+
+    def _remember(self, request: Request, response: bytes) -> None:
+        branch = request.via[0].parameters.get("branch") or ""
+        self._responses[(branch, request.method)] = response
+        while len(self._responses) > MAX_REMEMBERED_RESPONSES:
+            self._responses.popitem(last=False)
+
+    @property
+    def contact_uri(self) -> str:
+        return f"sip:voicebot@{_host(self.host)}:{self.port}"
+
+    def _contact(self, wire: Wire) -> str:
+        transport = ";transport=tcp" if wire.transport == "TCP" else ""
+        return f"sip:voicebot@{_host(self.host)}:{self.port}{transport}"
+
+    # ----- digest authentication (RFC 2617 / 8760, MD5) -----------------------------------------
+
+    def _nonce(self, issued: int) -> str:
+        mac = hmac.new(self._secret, str(issued).encode(), hashlib.sha256).hexdigest()[:16]
+        return f"{issued:x}{mac}"
+
+    def _challenge(self, request: Request, wire: Wire) -> None:
+        challenge = AuthChallenge(
+            "Digest",
+            AuthParameters(
+                realm=self.settings.realm, nonce=self._nonce(int(time.time())), algorithm="MD5", qop="auth"
+            ),
+        )
+        self._respond(request, wire, 401, "Unauthorized", extra={"WWW-Authenticate": str(challenge)})
+
+    def _authenticated(self, request: Request) -> bool:
+        credentials = request.authorization
+        if credentials is None or credentials.parameters is None or credentials.scheme.lower() != "digest":
+            return False
+        p = dict(credentials.parameters.items())
+        password = self.settings.digest_users.get(p.get("username", ""))
+        nonce = p.get("nonce", "")
+        try:
+            issued = int(nonce[:-16], 16)
+        except ValueError:
+            return False
+        fresh = hmac.compare_digest(nonce, self._nonce(issued)) and time.time() - issued < NONCE_LIFETIME_S
+        if password is None or not fresh or p.get("realm") != self.settings.realm:
+            return False
+
+        def md5(text: str) -> str:
+            return hashlib.md5(text.encode()).hexdigest()
+
+        ha1 = md5(f"{p['username']}:{self.settings.realm}:{password}")
+        ha2 = md5(f"{request.method}:{p.get('uri', '')}")
+        if p.get("qop") == "auth":
+            expected = md5(f"{ha1}:{nonce}:{p.get('nc', '')}:{p.get('cnonce', '')}:auth:{ha2}")
+        else:
+            expected = md5(f"{ha1}:{nonce}:{ha2}")
+        return hmac.compare_digest(expected, p.get("response", ""))
+
+    # ----- our requests in a dialog (BYE, REFER) --------------------------------------------------
+
+    def hang_up(self, dialog: Dialog, reason: str) -> None:
+        """Ends the call from our side: BYE once answered (the caller may be gone already)."""
+        if dialog.ended.is_set() and dialog.call_id not in self.dialogs:
+            return
+        dialog.end(reason)
+        self.dialogs.pop(dialog.call_id, None)
+        dialog.rtp.close()
+        if dialog.answered and reason != "caller_hangup":
+            self._spawn(self.request(dialog, "BYE"))
+
+    def forget(self, dialog: Dialog) -> None:
+        self.dialogs.pop(dialog.call_id, None)
+        dialog.rtp.close()
+
+    async def request(
+        self, dialog: Dialog, method: str, headers: dict[str, str] | None = None, body: bytes = b""
+    ) -> Response | None:
+        """Sends an in-dialog request and waits for its final response (None: timed out)."""
+        branch = new_branch()
+        dialog.local_cseq += 1
+        request = Request(method, dialog.remote_target, body)
+        wire = dialog.wire
+        request.headers.add(
+            "Via",
+            str(Via(wire.transport, _host(self.host), self.port, Parameters(branch=branch, rport=None))),
+        )
+        for route in dialog.route_set:
+            request.headers.add("Route", str(route))
+        request.headers.add("Max-Forwards", "70")
+        request.headers.add("From", str(dialog.local_address))
+        request.headers.add("To", str(dialog.remote_address))
+        request.headers.add("Call-ID", dialog.call_id)
+        request.headers.add("CSeq", f"{dialog.local_cseq} {method}")
+        request.headers.add("Contact", f"<{self._contact(wire)}>")
+        request.headers.add("User-Agent", USER_AGENT)
+        for name, value in (headers or {}).items():
+            request.headers.add(name, value)
+        request.headers.add("Content-Length", str(len(body)))
+        data = bytes(request)
+        future: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
+        self._client[branch] = future
+        try:
+            interval, waited = T1_S, 0.0
+            wire.send(data)
+            while waited < TIMEOUT_S:
+                step = T2_S if wire.reliable else interval
+                with contextlib.suppress(asyncio.TimeoutError):
+                    response = await asyncio.wait_for(asyncio.shield(future), step)
+                    if response.code >= 200:
+                        return response
+                    future = asyncio.get_running_loop().create_future()  # provisional: wait on
+                    self._client[branch] = future
+                    interval = T2_S
+                    continue
+                waited += step
+                if not wire.reliable:
+                    wire.send(data)
+                    interval = min(interval * 2, T2_S)
+            return None
+        finally:
+            self._client.pop(branch, None)
+
+    def _response(self, response: Response) -> None:
+        vias = response.via
+        branch = vias[0].parameters.get("branch") if vias else None
+        future = self._client.get(branch or "")
+        if future is not None and not future.done():
+            future.set_result(response)
+
+    def _spawn(self, coroutine: object) -> None:
+        task = asyncio.ensure_future(coroutine)  # type: ignore[arg-type]
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+def _with_tag(address: Address, tag: str) -> Address:
+    return Address(address.uri, address.name, address.parameters.replace(tag=tag))
+
+
+def _host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def _content_length(head: bytes) -> int | None:
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() in (b"content-length", b"l"):
+            try:
+                length = int(value.strip())
+            except ValueError:
+                return None
+            return length if length >= 0 else None
+    return 0
+
+
+def _info_key(request: Request) -> str | None:
+    """SIP INFO keys: application/dtmf-relay (``Signal=5``) or application/dtmf (``5``)."""
+    content_type = request.headers.get("Content-Type", "") or ""
+    text = request.body.decode("utf-8", "replace").strip()
+    if "dtmf-relay" in content_type:
+        for line in text.splitlines():
+            name, _, value = line.partition("=")
+            if name.strip().lower() == "signal":
+                text = value.strip()
+                break
+        else:
+            return None
+    elif "application/dtmf" not in content_type:
+        return None
+    return text if text in DTMF_KEYS else None

@@ -1,0 +1,156 @@
+"""One answered SIP call as a live call: RTP in through a jitter buffer, G.711 out every 20 ms.
+
+The caller's keys come as RFC 4733 telephone-events or SIP INFO. While the caller holds the call
+(re-INVITE sendonly/inactive) nothing is sent and silence of the caller is expected; otherwise a
+caller whose RTP stops for ``no_rtp_timeout_s`` is hung up. When the call's owner ends it with
+``HangUp("transferred")`` and a ``transfer_uri`` is set, the caller is REFERred there with the
+handoff's context in ``X-Voicebot-*`` and ``User-to-User`` headers and its id in Refer-To.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+
+from voicebot.audio import FRAME_MS
+from voicebot.call import SILENCE
+from voicebot.engines import Engines
+from voicebot.errors import DataFileError
+from voicebot.handoff.record import HandoffRecord
+from voicebot.telephony.narrowband import LINE_FRAME_BYTES, Narrowband
+from voicebot.telephony.rtp import DECODERS, ENCODERS, JitterBuffer, RtpPacket, RtpSender, TelephoneEvents
+from voicebot.telephony.sip import Dialog, IncomingCall, SipUserAgent
+from voicebot.transports.line import CallOwner, HangUp, LiveCall
+
+log = logging.getLogger("voicebot.sip")
+LINE_SILENCE = bytes(LINE_FRAME_BYTES)
+TRANSFER_NOTIFY_WAIT_S = 10.0
+MAX_UUI_BYTES = 400  # hex-encoded it stays under the ~1 KB that PBXs pass on (RFC 7433)
+
+
+def context_headers(record: HandoffRecord) -> dict[str, str]:
+    """What an external ACD needs to route and greet the caller; the rest is fetched by the id."""
+    intent = record.intents[-1].intent if record.intents else ""
+    context = {
+        "id": record.call_id,
+        "reason": record.reason,
+        "intent": intent,
+        "queue": record.queue,
+        "auth": record.auth_level,
+        "lang": record.language,
+    }
+    uui = json.dumps(context, separators=(",", ":")).encode()[:MAX_UUI_BYTES]
+    headers = {f"X-Voicebot-{name.title()}": value for name, value in context.items() if value}
+    headers["User-to-User"] = f"{uui.hex()};encoding=hex;purpose=voicebot-handoff"
+    return headers
+
+
+class SipCall(LiveCall):
+    def __init__(
+        self, engines: Engines, owner: CallOwner, incoming: IncomingCall, agent: SipUserAgent
+    ) -> None:
+        super().__init__(engines, owner)
+        self.incoming = incoming
+        self.dialog: Dialog = incoming.dialog
+        self.agent = agent
+        name, pt = self.dialog.codec
+        self._decode, self._encode = DECODERS[name], ENCODERS[name]
+        self._payload_type = pt
+        self._sender = RtpSender(pt)
+        self._jitter = JitterBuffer()
+        event_pt = self.dialog.telephone_event_pt
+        self._events = TelephoneEvents(event_pt) if event_pt is not None else None
+        self._audio = Narrowband()
+        self._held = self.dialog.offer.on_hold
+        self._quiet_ms = 0  # since the caller's last RTP packet
+        self.dialog.keys = self.keys.append
+        self.dialog.hold_changed = self._hold_changed
+        self.dialog.rtp.on_packet = self._packet
+
+    async def open(self) -> None:
+        settings = self.engines.config
+        language = settings.telephony.route(self.incoming.dialled).language or settings.language
+        try:
+            self.engines.flow.prompts(language)
+        except DataFileError:
+            log.warning("number %s: no prompts for language %s; using %s", self.incoming.dialled, language,
+                        settings.language)  # fmt: skip
+            language = settings.language
+        session = await self.start(self.incoming.caller_id, language)
+        log.info("SIP call %s from %s to %s", session.call_id, self.incoming.caller_id, self.incoming.dialled)
+        await session.start()
+
+    async def read(self) -> None:
+        await self.dialog.ended.wait()
+        self.end_reason = self.dialog.end_reason
+
+    def _packet(self, packet: RtpPacket) -> None:
+        self._quiet_ms = 0
+        if packet.payload_type == self._payload_type:
+            self._jitter.push(packet.sequence, packet.payload)
+        elif self._events is not None and packet.payload_type == self._events.payload_type:
+            key = self._events.key(packet)
+            if key is not None:
+                self.keys.append(key)
+
+    def _hold_changed(self, held: bool) -> None:
+        self._held = held
+        self._quiet_ms = 0
+
+    def caller_frame(self) -> bytes:
+        payload = self._jitter.pop()
+        self.inbound.extend(self._audio.to_call(self._decode(payload) if payload else LINE_SILENCE))
+        self._quiet_ms += FRAME_MS
+        if not self._held and self._quiet_ms >= self.engines.config.telephony.sip.no_rtp_timeout_s * 1000:
+            log.warning("SIP call %s: no RTP for %d ms; hanging up", self.dialog.call_id[:40], self._quiet_ms)
+            self.end_reason = "no_rtp"
+            self.caller_gone = True
+        return self.inbound.popleft() if self.inbound else SILENCE
+
+    async def send_frame(self, frame: bytes) -> None:
+        line = self._audio.to_line(frame)
+        if self._held:
+            self._sender.skip()  # the caller is not listening: send nothing (RFC 3264 section 8.4)
+            return
+        self.dialog.rtp.send(self._sender.packet(self._encode(line)))
+
+    async def send_hangup(self, hangup: HangUp) -> None:
+        transfer_uri = self.engines.config.telephony.sip.transfer_uri
+        session = self.session
+        if hangup.reason == "transferred" and transfer_uri and session is not None and session.handoff:
+            await self._refer(transfer_uri, session.handoff)
+
+    async def _refer(self, target: str, record: HandoffRecord) -> None:
+        """Blind transfer (RFC 3515): the caller's side calls ``target``. The context headers ride on
+        the REFER (a PBX that carries out the transfer reads them); the handoff id also rides in
+        Refer-To as the URI parameter ``handoff``, which every phone copies into the INVITE it sends
+        (URI headers, ``?X-...=``, are not: baresip refuses such a Refer-To)."""
+        headers = context_headers(record)
+        self.dialog.transfer_result = asyncio.get_running_loop().create_future()
+        response = await self.agent.request(
+            self.dialog,
+            "REFER",
+            {
+                "Refer-To": f"<{target};handoff={record.call_id}>",
+                "Referred-By": f"<{self.agent.contact_uri}>",
+                **headers,
+            },
+        )
+        if response is None or response.code >= 300:
+            log.error("SIP call %s: REFER to %s failed (%s)", self.dialog.call_id[:40], target,
+                      "timeout" if response is None else response.code)  # fmt: skip
+            self.end_reason = "transfer_failed"
+            return
+        self.end_reason = "transferred"
+        # Blind: the caller's phone reports the new call's fate in NOTIFYs; wait briefly, then BYE.
+        with contextlib.suppress(asyncio.TimeoutError):
+            status = await asyncio.wait_for(self.dialog.transfer_result, TRANSFER_NOTIFY_WAIT_S)
+            log.info("SIP call %s: transfer to %s answered %s", self.dialog.call_id[:40], target, status)
+
+    async def close(self) -> None:
+        if self.dialog.ended.is_set() and self.dialog.end_reason == "caller_hangup":
+            self.agent.forget(self.dialog)
+        else:
+            self.agent.hang_up(self.dialog, self.end_reason)
