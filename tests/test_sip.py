@@ -6,6 +6,7 @@ and records what it hears; the checks read the call's trace and that recording."
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import random
 import socket
@@ -21,10 +22,12 @@ from tests.baresip import BaresipPhone, phones_available, rms, tone_power
 from tests.test_server import LOUD, WAIT_S, open_desk, run, running_server, until
 from tests.test_telephony import Peer, offer
 from voicebot.audio import SAMPLE_RATE
-from voicebot.audio.codecs import int16_from_pcm
+from voicebot.audio.codecs import int16_from_pcm, resample, ulaw_encode
 from voicebot.engines import Engines
 from voicebot.events import AsrFinal, BotSaid, CallEvent, NluParsed
 from voicebot.storage import Storage
+from voicebot.telephony import sdp
+from voicebot.telephony.rtp import RtpPacket, RtpSender
 from voicebot.telephony.sip_call import SipCall
 from voicebot.tts.espeak_engine import EspeakSynthesizer
 
@@ -309,5 +312,77 @@ def test_transfer_mode_refers_the_caller_to_the_pbx_with_the_context(
                         ).json()
                     assert record["caller_id"] == "+15550177" and record["reason"] == "caller_request"
                     await blocking(phone.hangup)
+
+    run(scenario)
+
+
+class ImpairedRtpCaller:
+    """A caller whose network loses and reorders packets: SIP by hand (:class:`Peer`), RTP on its
+    own socket; every 20 ms one packet of the script (silence, then speech), of which ``loss`` are
+    dropped and ``reorder`` swapped with the next. It keeps every packet the bot sends."""
+
+    def __init__(self, peer: Peer, audio: bytes, loss: float, reorder: float, seed: int = 5) -> None:
+        self.peer = peer
+        self.rtp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.rtp.bind(("127.0.0.1", 0))
+        self.rtp.setblocking(False)
+        self.port = self.rtp.getsockname()[1]
+        self.frames = [audio[i : i + 320] for i in range(0, len(audio) - 319, 320)]
+        self.loss, self.reorder, self.rng = loss, reorder, random.Random(seed)
+        self.received: list[RtpPacket] = []
+        self.dropped = self.swapped = 0
+
+    async def send(self, bot: tuple[str, int]) -> None:
+        sender = RtpSender(0)
+        held: bytes | None = None
+        for frame in self.frames:
+            packet = sender.packet(ulaw_encode(frame))
+            if self.rng.random() < self.loss:
+                self.dropped += 1
+            elif held is None and self.rng.random() < self.reorder:
+                held = packet  # sent after the next one
+                self.swapped += 1
+            else:
+                self.rtp.sendto(packet, bot)
+                if held is not None:
+                    self.rtp.sendto(held, bot)
+                    held = None
+            await asyncio.sleep(0.02)
+
+    async def receive(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            self.received.append(RtpPacket.parse(await loop.sock_recv(self.rtp, 2048)))
+
+
+def test_lost_and_reordered_rtp_still_makes_a_call(engines: Engines, tmp_path: Path) -> None:
+    """5 % of the caller's packets lost and 5 % reordered: the request is still understood, and
+    the bot's own stream has no gap at all (every sequence number and timestamp in order)."""
+
+    async def scenario() -> None:
+        async with running_server(engines, tmp_path) as server:
+            peer = Peer(server.voicebot.sip)
+            pcm = speech(BALANCE_REQUEST)[0].tobytes()
+            silence = bytes(320 * 250)  # 5 s of 8 kHz: the greeting plays
+            caller = ImpairedRtpCaller(
+                peer, silence + resample(pcm, SAMPLE_RATE, 8000) + silence * 2, 0.05, 0.05
+            )
+            peer.send("INVITE", body=offer(caller.port).replace(b" 8 0 101", b" 0 101"))
+            ok = await peer.final()
+            peer.send("ACK", branch="z9hG4bKack", to_tag=ok.to_address.parameters.get("tag") or "")
+            answer = sdp.parse(ok.body)
+            receiving = asyncio.create_task(caller.receive())
+            await caller.send(("127.0.0.1", answer.port))
+            call = await until(lambda: the_call(server))
+            await until_said(call, "ask_account_number", "confirm_intent")
+            assert "check_balance" in [e.intent for e in events(call, NluParsed)]  # type: ignore[attr-defined]
+            assert call._jitter.lost >= caller.dropped // 2 and caller.dropped > 10 and caller.swapped > 10
+            peer.send("BYE", branch="z9hG4bKbye", to_tag=ok.to_address.parameters.get("tag") or "")
+            receiving.cancel()
+            bot = caller.received
+            assert len(bot) > 500 and {len(p.payload) for p in bot} == {160}
+            assert all((b.sequence - a.sequence) % 65536 == 1 for a, b in itertools.pairwise(bot))
+            assert all((b.timestamp - a.timestamp) % (1 << 32) == 160 for a, b in itertools.pairwise(bot))
+            peer.close()
 
     run(scenario)
