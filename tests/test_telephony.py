@@ -13,6 +13,7 @@ import pytest
 from sipmessage import Message, Request, Response
 
 from voicebot.config import SipConfig
+from voicebot.errors import VoicebotError
 from voicebot.telephony import sdp
 from voicebot.telephony.rtp import JitterBuffer, RtpError, RtpPacket, RtpSender, TelephoneEvents
 from voicebot.telephony.sip import IncomingCall, SipUserAgent, caller_id_of
@@ -338,5 +339,37 @@ def test_digest_authentication_of_invites() -> None:
             peer.send("INVITE", branch="z9hG4bKd3", body=offer(peer.port), extra=authorization("s3cret"))
             assert (await peer.final()).code == 200 and len(calls) == 1
             peer.close()
+
+    run(scenario())
+
+
+def test_tcp_garbage_closes_that_connection_and_connections_are_capped() -> None:
+    async def scenario() -> None:
+        async with user_agent(max_dialogs=1) as (agent, _calls):
+            connections = [await asyncio.open_connection("127.0.0.1", agent.port) for _ in range(3)]
+            (reader, writer), second, (third_reader, _) = connections
+            assert await asyncio.wait_for(third_reader.read(), 5) == b""  # over the cap: closed at once
+            writer.write(b"OPTIONS sip:100@127.0.0.1 SIP/2.0\r\nContent-Length: nonsense\r\n\r\n")
+            assert await asyncio.wait_for(reader.read(), 5) == b""  # the stream is out of step: closed
+            _, good = second
+            via = f"SIP/2.0/TCP 127.0.0.1:{good.get_extra_info('sockname')[1]};branch=z9hG4bKt1"
+            good.write(
+                f"OPTIONS sip:100@127.0.0.1 SIP/2.0\r\nVia: {via}\r\nFrom: <sip:a@b>;tag=1\r\n"
+                "To: <sip:100@b>\r\nCall-ID: t1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n".encode()
+            )
+            response = Message.parse(await asyncio.wait_for(second[0].readuntil(b"\r\n\r\n"), 5))
+            assert isinstance(response, Response) and response.code == 200
+            for _, w in connections:
+                w.close()
+
+    run(scenario())
+
+
+def test_a_sip_port_in_use_is_a_clear_error() -> None:
+    async def scenario() -> None:
+        async with user_agent() as (agent, _calls):
+            second = SipUserAgent(SipConfig(port=agent.port), lambda call: None)
+            with pytest.raises(VoicebotError, match=f"SIP cannot listen on 127.0.0.1:{agent.port}"):
+                await second.start()
 
     run(scenario())

@@ -269,6 +269,12 @@ class VoicebotServer:
             self.media_calls.discard(call)
         return ws
 
+    @property
+    def live_calls(self) -> int:
+        """Calls up now on every line: media WebSocket, SIP and AudioSocket."""
+        audiosocket = len(self.audiosocket.calls) if self.audiosocket is not None else 0
+        return len(self.media_calls) + len(self.sip_calls) + audiosocket
+
     def _sip_call(self, incoming: IncomingCall) -> None:
         assert self.sip is not None
         engines = self.engines
@@ -391,4 +397,4 @@ class VoicebotServer:
                 return web.json_response({"ok": False, "error": str(exc)}, status=422)
             self.reloads += 1
         log.info("reloaded flow, prompts and NLU model (%d)", self.reloads)
-        return web.json_response({"ok": True, "reloads": self.reloads, "live_calls": len(self.media_calls)})
+        return web.json_response({"ok": True, "reloads": self.reloads, "live_calls": self.live_calls})

@@ -7,8 +7,9 @@ authentication of INVITEs. Each answered INVITE becomes an :class:`IncomingCall`
 which runs it as a :class:`~voicebot.telephony.sip_call.SipCall`.
 
 Protection: requests only from ``allowed_peers``; at most ``max_dialogs`` calls and
-``max_invites_per_s`` new INVITEs (token bucket), more get 503; a message that does not parse is
-dropped (UDP) or closes that TCP connection, and never touches another call.
+``max_invites_per_s`` new INVITEs (token bucket), more get 503; at most two TCP connections per
+allowed call; a message that does not parse is dropped (UDP) or closes that TCP connection, and
+never touches another call.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from sipmessage import (
 
 from voicebot.audio import DTMF_KEYS
 from voicebot.config import SipConfig
+from voicebot.errors import VoicebotError
 from voicebot.telephony import sdp
 from voicebot.telephony.rtp_stream import RtpStream, open_rtp_stream
 
@@ -53,6 +55,7 @@ NONCE_LIFETIME_S = 300
 MAX_REMEMBERED_RESPONSES = 2048
 BRANCH_MAGIC = "z9hG4bK"
 MAX_CALLER_ID = 32
+TCP_CONNECTIONS_PER_DIALOG = 2  # more TCP connections than this per allowed call are closed at once
 
 
 class Wire:
@@ -193,7 +196,8 @@ class SipUserAgent:
         self._tcp: asyncio.base_events.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.port = settings.port
-        self.dropped = 0  # messages that did not parse or came from elsewhere
+        self.dropped = 0  # messages that did not parse or came from elsewhere, connections refused
+        self._connections = 0  # TCP connections open
 
     # ----- listening ---------------------------------------------------------------------------
 
@@ -209,11 +213,18 @@ class SipUserAgent:
             def error_received(self, exc: Exception) -> None:
                 log.debug("SIP UDP error: %s", exc)
 
-        self._udp, _ = await loop.create_datagram_endpoint(
-            Datagrams, local_addr=(self.settings.host, self.settings.port)
-        )
-        self.port = self._udp.get_extra_info("sockname")[1]
-        self._tcp = await asyncio.start_server(self._tcp_connection, self.settings.host, self.port)
+        host = self.settings.host
+        try:
+            self._udp, _ = await loop.create_datagram_endpoint(
+                Datagrams, local_addr=(host, self.settings.port)
+            )
+            self.port = self._udp.get_extra_info("sockname")[1]
+            self._tcp = await asyncio.start_server(self._tcp_connection, host, self.port)
+        except OSError as exc:
+            if self._udp is not None:
+                self._udp.close()
+            raise VoicebotError(f"SIP cannot listen on {host}:{self.settings.port}: {exc.strerror}") from exc
+        log.info("SIP listening on %s:%d (UDP and TCP)", host, self.port)
 
     async def stop(self) -> None:
         for dialog in list(self.dialogs.values()):
@@ -228,8 +239,13 @@ class SipUserAgent:
     async def _tcp_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername")[:2]
         wire = TcpWire(writer, peer)
+        self._connections += 1
         try:
-            if not self._allowed(peer[0]):
+            if (
+                not self._allowed(peer[0])
+                or self._connections > TCP_CONNECTIONS_PER_DIALOG * self.settings.max_dialogs
+            ):
+                self.dropped += 1
                 return
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")
@@ -245,6 +261,7 @@ class SipUserAgent:
         except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
             pass
         finally:
+            self._connections -= 1
             writer.close()
 
     def _allowed(self, host: str) -> bool:
