@@ -6,17 +6,22 @@ waits until the greeting has played (it watches what it hears, live), speaks one
 (espeak-ng, a voice and phrasing of its own, none of them NLU training examples), listens for
 ``--seconds`` and hangs up.
 
-Turn latency at the caller = the end of the caller's speech in ``sent`` (what the phone encoded)
--> the first bot audio in ``heard`` (what it decoded) after it. baresip's sndfile writes both files
-sample by sample as the call runs, so a position in one is the same moment as that position in the
-other. That is checked, not assumed: while the calls run, the files' sizes are sampled every 10 ms
-against the clock, which gives the time each sample was written; per call the report has the
-difference between the two ways of measuring (``align_error_ms``), the recordings' start offset
-and their length difference.
+Turn latency at the caller = the end of the caller's speech in ``sent`` (what the phone encoded,
+found by energy) -> the first bot audio in ``heard`` (what it decoded) after it. baresip's sndfile
+appends to both files frame by frame as the call runs and closes them together at the hang-up, but
+``heard`` begins with the bot's first RTP packet, ~100 ms after ``sent`` begins: a position in
+``heard`` is moved by the length difference to put it on ``sent``'s timeline. That is checked
+against the clock: while the calls run, both files' sizes are sampled every 10 ms, which gives the
+time each sample reached the disk. Per call the report has the start offset both ways
+(``heard_starts_late_ms`` / ``heard_starts_late_clock_ms``) and the clock's latency minus the one
+from the positions (``align_error_ms``; a packet that never came is missing from ``heard``, not
+silence, and would show here).
 
 The server's own figure (``turn_latency_ms`` of the first ``tts_first_audio`` after the request,
-from the traces it stores in SQLite) is shown beside it: the difference is the way in and out
-through RTP, the server's jitter buffer and the phone.
+from the traces it stores in SQLite) is shown beside it. The difference splits into "in" (the
+caller's end of speech -> where the server put it: RTP, its jitter buffer, its VAD) and "out" (its
+first audio -> the phone's decoder: its pacing and baresip's jitter buffer), from
+time.monotonic(), one clock for every process here.
 
 No assertions: writes reports/bench_sip.json and prints a table.
 Usage (from the project root): .venv/bin/python scripts/bench_sip.py [--levels 1 5 10] [--seconds 15]
@@ -29,9 +34,9 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import signal
 import sqlite3
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -50,9 +55,15 @@ from tabulate import tabulate
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # tests.baresip is imported from the project, not installed
 
-from bench_serve_caller import free_port, process_tree, tree_cpu_s, voicebot_command  # noqa: E402
+from bench_serve_caller import free_port, tree_cpu_s, voicebot_command  # noqa: E402
 
-from tests.baresip import SAMPLE_RATE, BaresipError, BaresipPhone, phones_available  # noqa: E402
+from tests.baresip import (  # noqa: E402
+    SAMPLE_RATE,
+    BaresipError,
+    BaresipPhone,
+    phones_available,
+    to_phone_audio,
+)
 from voicebot.config import load_config  # noqa: E402
 from voicebot.tts.espeak_engine import EspeakSynthesizer  # noqa: E402
 
@@ -107,13 +118,11 @@ REQUESTS = (
 
 def synthesise(request: Request) -> np.ndarray:
     """The request as the phone plays it: 8 kHz int16 (aufile takes nothing else)."""
-    from tests.baresip import to_phone_audio
-
     pcm = b"".join(EspeakSynthesizer(request.voice, request.speed, request.pitch).synthesize(request.text))
     return to_phone_audio((np.frombuffer(pcm, dtype=np.int16), 16000))
 
 
-def percentile(values: list[float], q: float) -> float | None:
+def percentile(values: list[float], q: float) -> int | None:
     if not values:
         return None
     ordered = sorted(values)
@@ -121,6 +130,12 @@ def percentile(values: list[float], q: float) -> float | None:
 
 
 # ----- the server ---------------------------------------------------------------------------------
+
+
+def _setting(config: Any, dotted: str) -> Any:
+    for part in dotted.split("."):
+        config = getattr(config, part)
+    return config
 
 
 def write_settings(folder: Path) -> Path:
@@ -141,14 +156,8 @@ def write_settings(folder: Path) -> Path:
     path = folder / "voicebot.yml"
     path.write_text(json.dumps(settings, indent=2))
     written = load_config(path)
-    for dotted in PATH_SETTINGS:  # the check that the folder change did not move anything
-        value = written
-        for part in dotted.split("."):
-            value = getattr(value, part)
-        original = config
-        for part in dotted.split("."):
-            original = getattr(original, part)
-        assert written.path(value).resolve() == config.path(original).resolve(), dotted
+    for dotted in PATH_SETTINGS:  # the move to another folder must not have moved anything
+        assert written.path(_setting(written, dotted)) == config.path(_setting(config, dotted)).resolve()
     return path
 
 
@@ -180,13 +189,19 @@ class SipServer:
         command += ["--host", "127.0.0.1", "--port", str(self.http_port), "--no-audiosocket"]
         # Its own session: Ctrl-C here does not reach it (stop() shuts it down in order).
         self.process = subprocess.Popen(
-            command, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         started = time.monotonic()
         line = re.compile(r"^sip\s+(sip:ivr@\S+:\d+)", re.MULTILINE)
         while time.monotonic() - started < READY_TIMEOUT_S:
             if self.process.poll() is not None:
-                raise RuntimeError(f"voicebot serve exited with {self.process.returncode}:\n{self.log_tail()}")
+                raise RuntimeError(
+                    f"voicebot serve exited with {self.process.returncode}:\n{self.log_tail()}"
+                )
             if not self.sip_uri and (found := line.search(self.log_path.read_text(errors="replace"))):
                 self.sip_uri = found.group(1)
             if self.sip_uri and self._http_ready():  # the SIP line comes first, at start-up
@@ -218,17 +233,15 @@ class SipServer:
                         with contextlib.suppress(subprocess.TimeoutExpired):
                             process.wait(STOP_TIMEOUT_S)
                 if process.poll() is None:
-                    os.killpg(process.pid, signal.SIGKILL)  # not reaped yet: the group is still ours
+                    process.kill()
                     process.wait()
                 with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(process.pid, signal.SIGKILL)  # any helper it left in its group
+                    os.killpg(process.pid, signal.SIGKILL)  # any helper it left in its own group
         finally:
             if self._log is not None:
                 self._log.close()
 
     def cleanup(self) -> None:
-        import shutil
-
         shutil.rmtree(self.folder, ignore_errors=True)
 
     def traces(self, caller_ids: list[str], since: float) -> dict[str, list[dict[str, Any]]]:
@@ -395,18 +408,34 @@ def place_call(call: Call, uri: str, dial_at: float, listen_s: float, stop: thre
         call.error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
-def server_view(events: list[dict[str, Any]]) -> dict[str, Any]:
-    """The server's side of the request: its turn latency, what it understood, barge-ins."""
+def server_view(result: dict[str, Any], events: list[dict[str, Any]]) -> None:
+    """Adds the server's side of the request: its own turn latency, what it understood, and where
+    the caller's figure differs from it (in: caller -> server's end of speech, out: the server's
+    first audio -> the phone; from time.monotonic(), one clock for every process here)."""
     first = next((e for e in events if e["type"] == "tts_first_audio" and e.get("turn_latency_ms")), None)
+    no_input = next((e for e in events if e["type"] == "no_input"), None)
     parsed = next((e for e in events if e["type"] == "nlu_parsed"), None)
-    return {
-        "server_turn_latency_ms": first["turn_latency_ms"] if first else None,
-        "intent": parsed["intent"] if parsed else None,
-        "asr_text": next((e["text"] for e in events if e["type"] == "asr_final"), None),
-        "barge_ins": sum(e["type"] == "barge_in" for e in events),
-        "no_inputs": sum(e["type"] == "no_input" for e in events),
-        "outcome": next((e["outcome"] for e in events if e["type"] == "call_ended"), None),
-    }
+    ended = next((e for e in events if e["type"] == "speech_ended"), None)
+    heard = next((e for e in events if e["type"] == "asr_final"), None)
+    if ended and heard:  # queueing for the recogniser shows here when many callers end together
+        result["asr_wait_ms"] = round((heard["t"] - ended["t"]) * 1000)
+        result["asr_speculative"] = bool(heard.get("speculative"))
+    if parsed and first:
+        result["reply_wait_ms"] = round((first["t"] - parsed["t"]) * 1000)  # dialogue and TTS
+    result.update(
+        server_turn_latency_ms=first["turn_latency_ms"] if first else None,
+        intent=parsed["intent"] if parsed else None,
+        asr_text=heard["text"] if heard else None,
+        barge_ins=sum(e["type"] == "barge_in" for e in events),
+        outcome=next((e["outcome"] for e in events if e["type"] == "call_ended"), None),
+    )
+    if no_input is not None and (first is None or no_input["t"] < first["t"]):
+        result["answered"] = False  # what it heard was the no-input prompt: the request was lost
+        result["reply"] = "no_input"
+    if first is not None and result.get("sent_end_t") is not None and result.get("heard_bot_t"):
+        server_end_t = first["t"] - first["turn_latency_ms"] / 1000
+        result["inbound_ms"] = round((server_end_t - result["sent_end_t"]) * 1000)
+        result["outbound_ms"] = round((result["heard_bot_t"] - first["t"]) * 1000)
 
 
 def measure(call: Call, listen_s: float) -> dict[str, Any]:
@@ -429,30 +458,35 @@ def measure(call: Call, listen_s: float) -> dict[str, Any]:
         result["error"] = f"no recording: {str(exc).splitlines()[0] if str(exc) else 'none'}"
         return result
     heard, sent = recording.heard, recording.sent
-    clip_span = voiced_span(call.clip, 0)
-    speech = voiced_span(sent, SPEECH_SHARE * float(np.abs(call.clip.astype(np.int32)).max()))
-    result["length_diff_ms"] = round((sent.size - heard.size) / SAMPLE_RATE * 1000)
+    # `heard` begins with the first RTP packet from the bot, `sent` with the phone's first frame,
+    # and both close together at the hang-up: so `heard` started this many samples later.
+    shift = sent.size - heard.size
+    result["heard_starts_late_ms"] = round(shift / SAMPLE_RATE * 1000)
     heard_origin, sent_origin = call.heard_growth.origin(), call.sent_growth.origin()
-    if heard_origin is not None and sent_origin is not None:
-        result["start_offset_ms"] = round((heard_origin - sent_origin) * 1000)
+    if heard_origin is not None and sent_origin is not None:  # the same from the clock
+        result["heard_starts_late_clock_ms"] = round((heard_origin - sent_origin) * 1000)
+    threshold = SPEECH_SHARE * float(np.abs(call.clip.astype(np.int32)).max())
+    clip_span, speech = voiced_span(call.clip, threshold), voiced_span(sent, threshold)
     if speech is None or clip_span is None:
         result["error"] = "the request is not in what the phone sent"
         return result
     # The span found in `sent` must be the clip's own: the same length, to the frame.
     result["speech_found_ms"] = round((speech[1] - speech[0]) / SAMPLE_RATE * 1000)
     result["speech_clip_ms"] = round((clip_span[1] - clip_span[0]) / SAMPLE_RATE * 1000)
-    end = speech[1]
-    window = heard[end : end + int(listen_s * SAMPLE_RATE)]
-    loud = np.flatnonzero(frame_peaks(window) > BOT_PEAK)
+    end = speech[1]  # in `sent`; the same moment is end - shift in `heard`
+    start = max(0, end - shift)
+    loud = np.flatnonzero(frame_peaks(heard[start : start + int(listen_s * SAMPLE_RATE)]) > BOT_PEAK)
     if not loud.size:
         return result
-    bot = end + int(loud[0]) * FRAME
+    bot = start + int(loud[0]) * FRAME
     result["answered"] = True
-    result["turn_latency_ms"] = round((bot - end) / SAMPLE_RATE * 1000)
-    # The same latency from the clock: when the bot's first frame reached the phone's decoder minus
-    # when the caller's last voiced frame left its encoder. Equal to the above if the files are in step.
+    result["turn_latency_ms"] = round((bot - start) / SAMPLE_RATE * 1000)
+    # The same latency from the clock: when the bot's first frame was on disk in `heard` minus when
+    # the caller's last voiced sample was in `sent`. Agrees with the above if the shift is right and
+    # `heard` has no gaps (a packet that never came is missing from it, not silence).
     heard_t, sent_t = call.heard_growth.time_of(bot), call.sent_growth.time_of(end - 1)
     if heard_t is not None and sent_t is not None:
+        result.update(sent_end_t=round(sent_t, 3), heard_bot_t=round(heard_t, 3))
         result["turn_latency_clock_ms"] = round((heard_t - sent_t) * 1000)
         result["align_error_ms"] = result["turn_latency_clock_ms"] - result["turn_latency_ms"]
     return result
@@ -465,11 +499,12 @@ def run_level(
     server: SipServer, clips: list[np.ndarray], callers: int, listen_s: float, workdir: Path
 ) -> dict[str, Any]:
     stop = threading.Event()
-    calls = [
-        Call(i, f"bench{callers}x{i}", workdir / f"level{callers}" / f"caller{i}", REQUESTS[i % len(REQUESTS)],
-             clips[i % len(REQUESTS)])
-        for i in range(callers)
-    ]  # fmt: skip
+    calls = []
+    for i in range(callers):  # the requests in turn: voices and phrasings differ between callers
+        folder = workdir / f"level{callers}" / f"caller{i}"
+        calls.append(
+            Call(i, f"bench{callers}x{i}", folder, REQUESTS[i % len(REQUESTS)], clips[i % len(clips)])
+        )
     probe = Probe(calls)
     since = time.time()
     cpu_before, started = tree_cpu_s(server.pid), time.monotonic()
@@ -499,15 +534,15 @@ def run_level(
     results = [measure(call, listen_s) for call in calls]
     traces = server.traces([c.caller_id for c in calls if c.established], since)
     for result in results:
-        result.update(server_view(traces.get(result["caller"], [])))
+        server_view(result, traces.get(result["caller"], []))
     return summarise(callers, results, round(100 * server_cpu / wall / 2))
 
 
 def summarise(callers: int, calls: list[dict[str, Any]], cpu_percent: int) -> dict[str, Any]:
-    latencies = [c["turn_latency_ms"] for c in calls if c.get("turn_latency_ms") is not None]
-    server = [c["server_turn_latency_ms"] for c in calls if c.get("server_turn_latency_ms") is not None]
-    errors = [abs(c["align_error_ms"]) for c in calls if c.get("align_error_ms") is not None]
-    length_diffs = [abs(c["length_diff_ms"]) for c in calls if c.get("length_diff_ms") is not None]
+    def values(key: str) -> list[float]:
+        return [c[key] for c in calls if c.get(key) is not None]
+
+    latencies = [c["turn_latency_ms"] for c in calls if c["answered"]]
     answered = sum(c["answered"] for c in calls)
     return {
         "callers": callers,
@@ -517,15 +552,21 @@ def summarise(callers: int, calls: list[dict[str, Any]], cpu_percent: int) -> di
         "turn_latency_p50_ms": percentile(latencies, 50),
         "turn_latency_p95_ms": percentile(latencies, 95),
         "turn_latency_max_ms": max(latencies, default=None),
-        "server_turn_latency_p50_ms": percentile(server, 50),
-        "server_turn_latency_p95_ms": percentile(server, 95),
+        "server_turn_latency_p50_ms": percentile(values("server_turn_latency_ms"), 50),
+        "server_turn_latency_p95_ms": percentile(values("server_turn_latency_ms"), 95),
+        "asr_wait_p50_ms": percentile(values("asr_wait_ms"), 50),
+        "asr_wait_p95_ms": percentile(values("asr_wait_ms"), 95),
+        "reply_wait_p50_ms": percentile(values("reply_wait_ms"), 50),
+        "reply_wait_p95_ms": percentile(values("reply_wait_ms"), 95),
+        "inbound_p50_ms": percentile(values("inbound_ms"), 50),
+        "outbound_p50_ms": percentile(values("outbound_ms"), 50),
         "intent_right": sum(c.get("intent") == c["expected_intent"] for c in calls),
         "greeting_heard": sum(c["greeting_heard"] for c in calls),
         "barge_ins": sum(c.get("barge_ins") or 0 for c in calls),
-        "align_error_max_ms": max(errors, default=None),
-        "length_diff_max_ms": max(length_diffs, default=None),
+        "heard_starts_late_max_ms": max(values("heard_starts_late_ms"), default=None),
+        "align_error_max_ms": max(map(abs, values("align_error_ms")), default=None),
         "server_cpu_percent_of_2_cores": cpu_percent,
-        "mean_latency_ms": round(statistics.mean(latencies)) if latencies else None,
+        "failed_calls": [f"{c['caller']}: {c['error']}" for c in calls if c["error"]],
         "calls": calls,
     }
 
@@ -536,7 +577,9 @@ COLUMNS = {
     "callers": "callers", "calls_answered": "calls answered", "requests_answered": "requests answered",
     "turn_latency_p50_ms": "p50 ms", "turn_latency_p95_ms": "p95 ms", "turn_latency_max_ms": "max ms",
     "server_turn_latency_p50_ms": "server p50", "server_turn_latency_p95_ms": "server p95",
-    "intent_right": "intent right", "align_error_max_ms": "align err max ms",
+    "asr_wait_p95_ms": "ASR wait p95", "reply_wait_p95_ms": "reply p95",
+    "inbound_p50_ms": "in p50", "outbound_p50_ms": "out p50", "intent_right": "intent right",
+    "heard_starts_late_max_ms": "heard late max", "align_error_max_ms": "align err max",
     "server_cpu_percent_of_2_cores": "server CPU %",
 }  # fmt: skip
 
@@ -544,10 +587,13 @@ COLUMNS = {
 def print_table(report: dict[str, Any]) -> None:
     rows = []
     for level in report["levels"]:
-        row = ["-" if (v := level.get(key)) is None else v for key in COLUMNS]
-        row[2] = f"{level['requests_answered']}/{level['callers']} ({level['answered_fraction']:.0%})"
-        row[8] = f"{level['intent_right']}/{level['callers']}"
-        rows.append(row)
+        shown = {
+            **level,
+            "requests_answered": f"{level['requests_answered']}/{level['callers']} "
+            f"({level['answered_fraction']:.0%})",
+            "intent_right": f"{level['intent_right']}/{level['callers']}",
+        }
+        rows.append(["-" if (v := shown.get(key)) is None else v for key in COLUMNS])
     print("\nSIP turn latency at the caller (end of speech in `sent` -> first bot audio in `heard`)")
     print(tabulate(rows, headers=list(COLUMNS.values())))
 
@@ -566,7 +612,7 @@ def main() -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwinds like Ctrl-C: finally runs
     clips = [synthesise(r) for r in REQUESTS]
     server = SipServer()
-    failed = True
+    failure: BaseException | None = None
     try:
         server.start()
         print(f"server ready in {server.ready_s:.0f} s at {server.sip_uri}", flush=True)
@@ -575,11 +621,14 @@ def main() -> None:
             levels.append(run_level(server, clips, callers, args.seconds, server.folder / "calls"))
             print(f"{callers} callers: {json.dumps({k: v for k, v in levels[-1].items() if k != 'calls'})}")
             time.sleep(2)  # the last calls' bookkeeping, before the next level dials
-        failed = False
+    except BaseException as exc:
+        failure = exc
+        raise
     finally:
-        server.stop()
-        if failed:
+        server.stop()  # the phones were stopped by run_level
+        if isinstance(failure, Exception):  # not Ctrl-C or SIGTERM: keep what explains it
             print(f"server log ({server.log_path}):\n{server.log_tail()}", file=sys.stderr)
+            print(f"kept {server.folder} (recordings, baresip logs, server log)", file=sys.stderr)
         elif not args.keep:
             server.cleanup()
     report = {

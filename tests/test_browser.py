@@ -15,6 +15,7 @@ import playwright.sync_api as playwright
 import pytest
 from aiohttp import web
 
+from tests.baresip import BaresipPhone, phones_available, rms
 from voicebot.audio import SAMPLE_RATE
 from voicebot.audio.wav import write_wav
 from voicebot.engines import Engines
@@ -150,6 +151,44 @@ def test_spoken_request_reaches_an_agent_with_screen_pop_and_two_way_audio(
         agent.fill("#notes", "explained the card replacement")
         agent.click("#submit-wrapup")
         agent.wait_for_function("window.desk.state === 'ready'", timeout=WAIT_MS)
+    finally:
+        server.stop()
+
+
+@pytest.mark.skipif(not phones_available(), reason="baresip is not installed (make setup)")
+def test_sip_caller_reaches_a_browser_agent_with_two_way_audio(
+    engines: Engines, browser: playwright.Browser, caller_wav: Path, tmp_path: Path
+) -> None:
+    """A real SIP phone (baresip) keys 0; the agent in Chromium gets the screen pop with its caller id,
+    accepts, and each side hears the other: the desk's meter for the phone's speech, the phone's
+    recording for the agent's microphone (the same looping WAV)."""
+    server = ServerThread(engines, tmp_path)
+    try:
+        add_accounts(server)
+        agent = browser.new_context().new_page()
+        log_in(agent, server.url, "/agent", "alice")
+        agent.click("#ready")
+        agent.wait_for_function("window.desk.state === 'ready'", timeout=WAIT_MS)
+        assert server.server.sip is not None
+        with BaresipPhone(tmp_path / "phone", user="+15550190", audio=caller_wav) as phone:
+            phone.dial(f"sip:100@127.0.0.1:{server.server.sip.port}")
+            phone.wait_established()
+            phone.send_dtmf("0")
+            agent.wait_for_function("window.desk.offer !== null", timeout=WAIT_MS)
+            assert agent.inner_text("#pop-reason") == "caller_request"
+            assert agent.inner_text("#pop-caller") == "+15550190"
+            agent.click("#accept")
+            agent.wait_for_function("window.desk.state === 'talking'", timeout=WAIT_MS)
+            agent.evaluate("window.desk.audio.resetStats()")
+            phone.play(caller_wav)  # the caller speaks to the agent
+            agent.wait_for_function("window.desk.audio.stats.rxLoud > 10", timeout=WAIT_MS)
+            assert agent.evaluate("window.desk.audio.stats.txLoud") > 10
+            agent.wait_for_timeout(3000)  # three seconds of the agent's voice on the phone
+            agent.click("#hangup")
+            phone.wait_closed(timeout=WAIT_MS / 1000)
+            heard = phone.recordings()[-1].heard
+        assert rms(heard[-4 * 8000 :]) > 0.01  # the agent's microphone reached the SIP caller
+        agent.wait_for_function("window.desk.state === 'wrap_up'", timeout=WAIT_MS)
     finally:
         server.stop()
 
