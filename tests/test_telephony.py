@@ -277,6 +277,8 @@ def test_cancel_before_the_answer() -> None:
             peer = Peer(agent)
             peer.send("INVITE", branch="z9hG4bKc1", body=offer(peer.port))
             assert [(await peer.response()).code for _ in range(2)] == [100, 180]
+            peer.send("INVITE", branch="z9hG4bKc1", body=offer(peer.port), cseq=peer.cseq)  # retransmitted
+            assert (await peer.response()).code == 180  # the last answer again, not a second call
             peer.send("CANCEL", branch="z9hG4bKc1", cseq=peer.cseq)
             codes = sorted([(await peer.response()).code, (await peer.response()).code])
             assert codes == [200, 487]

@@ -188,6 +188,7 @@ class SipUserAgent:
         self.peers = [ipaddress.ip_network(peer, strict=False) for peer in settings.allowed_peers]
         self.dialogs: dict[str, Dialog] = {}
         self._pending: dict[str, Dialog] = {}  # INVITE branch -> dialog not yet answered
+        self._provisional: dict[str, bytes] = {}  # INVITE branch -> its last 1xx, until the final answer
         self._responses: OrderedDict[tuple[str, str], bytes] = OrderedDict()  # for retransmitted requests
         self._client: dict[str, asyncio.Future[Response]] = {}  # our requests' branches
         self._invites = TokenBucket(settings.max_invites_per_s, max(1.0, settings.max_invites_per_s))
@@ -305,6 +306,8 @@ class SipUserAgent:
             self._ack(request)
             return
         remembered = self._responses.get((branch, method))
+        if remembered is None and method == "INVITE":
+            remembered = self._provisional.get(branch)  # still being answered: the last 1xx again
         if remembered is not None:
             wire.send(remembered)  # a retransmission: the same answer again
             return
@@ -344,7 +347,7 @@ class SipUserAgent:
                 request, wire, 488, "Not Acceptable Here", extra={"Warning": '305 voicebot "codec"'}
             )
             return
-        self._respond(request, wire, 100, "Trying")
+        self._provisional[branch] = self._respond(request, wire, 100, "Trying")
         task = asyncio.ensure_future(self._answer(request, wire, branch, offer, codec))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -357,6 +360,7 @@ class SipUserAgent:
             rtp = await open_rtp_stream(self.settings, offer, wire.peer[0])
         except Exception as exc:  # no RTP port free, or an unusable Contact
             log.warning("SIP INVITE from %s refused: %s", wire.peer[0], exc)
+            self._provisional.pop(branch, None)
             self._respond(request, wire, 503, "Service Unavailable")
             return
         tag = new_tag()
@@ -378,7 +382,7 @@ class SipUserAgent:
         self._pending[branch] = dialog
         try:
             if self.settings.answer_delay_ms:
-                self._respond(request, wire, 180, "Ringing", dialog=dialog)
+                self._provisional[branch] = self._respond(request, wire, 180, "Ringing", dialog=dialog)
                 await asyncio.sleep(self.settings.answer_delay_ms / 1000)
             if branch not in self._pending:  # cancelled while ringing
                 rtp.close()
@@ -392,6 +396,7 @@ class SipUserAgent:
             await self._retransmit_until_ack(dialog, ok)
         finally:
             self._pending.pop(branch, None)
+            self._provisional.pop(branch, None)
 
     async def _retransmit_until_ack(self, dialog: Dialog, ok: bytes) -> None:
         interval, waited = T1_S, 0.0
