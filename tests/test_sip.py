@@ -10,6 +10,8 @@ import itertools
 import json
 import random
 import socket
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -383,6 +385,31 @@ def test_lost_and_reordered_rtp_still_makes_a_call(engines: Engines, tmp_path: P
             assert len(bot) > 500 and {len(p.payload) for p in bot} == {160}
             assert all((b.sequence - a.sequence) % 65536 == 1 for a, b in itertools.pairwise(bot))
             assert all((b.timestamp - a.timestamp) % (1 << 32) == 160 for a, b in itertools.pairwise(bot))
+            peer.close()
+
+    run(scenario)
+
+
+def test_sipvicious_scans_find_only_what_is_meant_to_be_found(engines: Engines, tmp_path: Path) -> None:
+    """The SIP auditing tools against the port: svmap sees a SIP device, extension enumeration by
+    REGISTER finds nothing (the bot is no registrar), a digest-cracking run gets no answer to work
+    with; the server answers normally afterwards."""
+    tools = Path(sys.executable).parent
+
+    async def scan(tool: str, *args: str) -> str:
+        command = [str(tools / f"sipvicious_{tool}"), *args]
+        done = await asyncio.to_thread(subprocess.run, command, capture_output=True, text=True, timeout=120)
+        return done.stdout + done.stderr
+
+    async def scenario() -> None:
+        async with running_server(engines, tmp_path) as server:
+            port = f"-p{server.voicebot.sip.port}"
+            assert "voicebot" in await scan("svmap", port, "127.0.0.1")
+            assert "found nothing" in await scan("svwar", port, "-e100-120", "127.0.0.1")
+            assert "found nothing" in await scan("svcrack", port, "-u100", "-r1000-1010", "127.0.0.1")
+            peer = Peer(server.voicebot.sip)
+            peer.send("OPTIONS", branch="z9hG4bKafterscan")
+            assert (await peer.final()).code == 200
             peer.close()
 
     run(scenario)
