@@ -10,6 +10,7 @@ import itertools
 import json
 import random
 import socket
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Callable
@@ -20,13 +21,14 @@ import aiohttp
 import numpy as np
 import pytest
 
-from tests.baresip import BaresipPhone, phones_available, rms, tone_power
-from tests.test_server import LOUD, WAIT_S, open_desk, run, running_server, until
+from tests.baresip import BaresipPhone, free_port_pair, phones_available, rms, tone, tone_power
+from tests.test_server import LOUD, WAIT_S, call, escalate, open_desk, run, running_server, until
 from tests.test_telephony import Peer, offer
 from voicebot.audio import SAMPLE_RATE
 from voicebot.audio.codecs import int16_from_pcm, resample, ulaw_encode
 from voicebot.engines import Engines
 from voicebot.events import AsrFinal, BotSaid, CallEvent, NluParsed
+from voicebot.handoff.record import HandoffRecord
 from voicebot.storage import Storage
 from voicebot.telephony import sdp
 from voicebot.telephony.rtp import RtpPacket, RtpSender
@@ -411,5 +413,78 @@ def test_sipvicious_scans_find_only_what_is_meant_to_be_found(engines: Engines, 
             peer.send("OPTIONS", branch="z9hG4bKafterscan")
             assert (await peer.final()).code == 200
             peer.close()
+
+    run(scenario)
+
+
+def test_a_callback_is_dialled_out_for_the_agent_who_accepts_it(engines: Engines, tmp_path: Path) -> None:
+    """A queued caller presses 1 for a callback; when an agent is ready the callback is offered
+    with the screen pop, and on accept the bot dials the caller's phone (a baresip that answers)
+    and bridges the two; the result is stored."""
+
+    async def scenario() -> None:
+        callee_tone = tone(440.0, 60.0)
+        with BaresipPhone(tmp_path / "callee", user="+15550123", answer=True, audio=callee_tone) as callee:
+            config = engines.config
+            sip = config.telephony.sip.replace(callback_uri=f"sip:{{caller_id}}@127.0.0.1:{callee.sip_port}")
+            config = config.replace(telephony=config.telephony.replace(sip=sip))
+            async with running_server(engines, tmp_path, config=config) as server:
+                desk_session, desk = await open_desk(server, "alice", ready=False)
+                async with aiohttp.ClientSession() as session:
+                    caller = await call(session, server, caller_id="+15550123")
+                    await escalate(caller)
+                    await caller.ws.send_json({"type": "dtmf", "digit": "1"})
+                    await caller.wait_for("callback_scheduled")
+                    await caller.wait_for("hangup")
+                await desk.ws.send_json({"type": "ready"})
+                offer_message = await until(desk.offer)
+                assert offer_message["pop"]["caller_id"] == "+15550123"
+                await desk.ws.send_json({"type": "accept", "call_id": offer_message["call_id"]})
+                await blocking(callee.wait_established, WAIT_S)
+                loud_before = desk.loud_frames
+                for _ in range(100):
+                    await desk.ws.send_bytes(LOUD)
+                    await asyncio.sleep(0.02)
+                await until(lambda: desk.loud_frames > loud_before + 10)  # the callee's tone
+                await desk.ws.send_json({"type": "hangup"})
+                await blocking(callee.wait_closed, WAIT_S)
+                heard = (await blocking(callee.recordings))[-1].heard
+                database = sqlite3.connect(tmp_path / "voicebot.sqlite")
+                rows = await until(
+                    lambda: database.execute("SELECT status, result FROM callbacks").fetchall() or None
+                )
+                assert rows == [("done", "answered")]
+                database.close()
+                await desk_session.close()
+        assert tone_power(heard[-3 * 8000 :], AGENT_TONE_HZ, 8000) > 0.5  # the agent reached the callee
+
+    run(scenario)
+
+
+def test_a_callback_nobody_answers_is_stored_as_such_and_the_agent_moves_on(
+    engines: Engines, tmp_path: Path
+) -> None:
+    nobody = free_port_pair()  # nothing listens there
+    config = engines.config
+    sip = config.telephony.sip.replace(
+        callback_uri=f"sip:{{caller_id}}@127.0.0.1:{nobody}", ring_timeout_s=2.0
+    )
+    config = config.replace(telephony=config.telephony.replace(sip=sip))
+
+    async def scenario() -> None:
+        async with running_server(engines, tmp_path, config=config) as server:
+            record = HandoffRecord("c0ffee", "caller_request", "general", "+15550124", "en", "none")
+            server.voicebot.storage.add_callback(record, 0.0)
+            desk_session, desk = await open_desk(server, "alice", ready=False)
+            await desk.ws.send_json({"type": "ready"})  # offered the callback at once
+            offer_message = await until(desk.offer)
+            await desk.ws.send_json({"type": "accept", "call_id": offer_message["call_id"]})
+            await until(lambda: desk.state == "wrap_up")  # the agent is told the call did not happen
+            database = sqlite3.connect(tmp_path / "voicebot.sqlite")
+            assert database.execute("SELECT status, result FROM callbacks").fetchall() == [
+                ("done", "no_answer")
+            ]
+            database.close()
+            await desk_session.close()
 
     run(scenario)

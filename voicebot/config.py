@@ -171,6 +171,10 @@ class SipConfig(Settings):
     # call is handed to an external ACD/PBX at transfer_uri ("transfer").
     escalation: Literal["contact_center", "transfer"] = "contact_center"
     transfer_uri: NonEmpty | None = None  # sip:queue@pbx.example:5060, where the caller is REFERred
+    # Where a callback is dialled, {caller_id} filled in: sip:{caller_id}@trunk.example:5060. None:
+    # callbacks are stored and shown on the dashboard, not dialled.
+    callback_uri: NonEmpty | None = None
+    ring_timeout_s: Seconds = 45.0  # a callback not answered by then is "no_answer"
 
     @validator("transfer_uri", always=True)
     def _transfer_needs_a_target(cls, uri: str | None, values: dict[str, Any]) -> str | None:
@@ -178,6 +182,12 @@ class SipConfig(Settings):
             raise ValueError("escalation 'transfer' needs a transfer_uri (sip:...)")
         if uri is not None and not uri.startswith(("sip:", "sips:", "tel:")):
             raise ValueError("transfer_uri must be a sip:, sips: or tel: URI")
+        return uri
+
+    @validator("callback_uri")
+    def _callback_uri_names_the_caller(cls, uri: str | None) -> str | None:
+        if uri is not None and (not uri.startswith("sip:") or "{caller_id}" not in uri):
+            raise ValueError("callback_uri must be a sip: URI with {caller_id} in it")
         return uri
 
 

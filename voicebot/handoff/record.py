@@ -54,6 +54,15 @@ class HandoffRecord:
     def to_dict(self) -> dict[str, Any]:
         return {**dataclasses.asdict(self), "summary": self.summary()}
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> HandoffRecord:
+        """The record again from :meth:`to_dict` (as stored); the summary is derived, not read."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        values = {name: value for name, value in data.items() if name in names}
+        values["intents"] = [IntentTurn(**turn) for turn in data.get("intents", [])]
+        values["transcript"] = [TranscriptLine(**line) for line in data.get("transcript", [])]
+        return cls(**values)
+
 
 def safe_transcript_text(text: str) -> str:
     """Transcripts never hold card numbers in clear."""

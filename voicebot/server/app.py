@@ -19,6 +19,7 @@ from prometheus_client.exposition import choose_encoder
 from voicebot.config import Config, ServerConfig
 from voicebot.engines import Engines, reload_engines
 from voicebot.server.auth import SESSION_COOKIE, LoginLimiter, SessionStore, WebSession, verify_password
+from voicebot.server.callbacks import CallbackDialer
 from voicebot.server.caller_leg import CallerLeg
 from voicebot.server.contact_center import AgentDesk, ContactCenter
 from voicebot.server.external_leg import ExternalTransferLeg
@@ -107,6 +108,7 @@ class VoicebotServer:
         self.sip: SipUserAgent | None = None
         self.sip_calls: set[SipCall] = set()
         self._call_tasks: set[asyncio.Task[None]] = set()
+        self._dialer: asyncio.Task[None] | None = None  # callbacks dialled out over SIP
 
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self._security_headers], client_max_size=64 * 1024)
@@ -134,9 +136,13 @@ class VoicebotServer:
         self.center.start()
         if self.audiosocket is not None:
             await self.audiosocket.start()
-        if self.config.telephony.sip.enabled:
-            self.sip = SipUserAgent(self.config.telephony.sip, self._sip_call)
+        sip = self.config.telephony.sip
+        if sip.enabled:
+            self.sip = SipUserAgent(sip, self._sip_call)
             await self.sip.start()
+            if sip.callback_uri:
+                dialer = CallbackDialer(self.center, self.storage, lambda: self.engines, self.sip, sip)
+                self._dialer = asyncio.create_task(dialer.run_forever())
 
     async def _on_shutdown(self, _: web.Application) -> None:
         if self.audiosocket is not None:
@@ -145,6 +151,8 @@ class VoicebotServer:
         sockets = [call.ws for call in self.media_calls] + [desk.ws for desk in self.center.desks.values()]
         for ws in sockets:
             await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")
+        if self._dialer is not None:
+            self._dialer.cancel()
         if self.sip is not None:
             await self.sip.stop()
             await asyncio.gather(*self._call_tasks, return_exceptions=True)

@@ -50,6 +50,11 @@ MIGRATIONS: tuple[str, ...] = (
         record TEXT NOT NULL
     );
     """,
+    # 2: what became of a callback dialled out (answered | busy | no_answer | failed), and when.
+    """
+    ALTER TABLE callbacks ADD COLUMN result TEXT;
+    ALTER TABLE callbacks ADD COLUMN finished_at REAL;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -205,6 +210,12 @@ class SqliteStorage:
             (record.call_id, record.caller_id, record.queue, at, json.dumps(record.to_dict())),
         )
         return int(cursor.lastrowid or 0)
+
+    def callback_finished(self, callback_id: int, result: str, at: float) -> None:
+        self._db.execute(
+            "UPDATE callbacks SET status = 'done', result = ?, finished_at = ? WHERE id = ?",
+            (result, at, callback_id),
+        )
 
     def pending_callbacks(self) -> list[CallbackRequest]:
         rows = self._db.execute("SELECT * FROM callbacks WHERE status = 'pending' ORDER BY requested_at")

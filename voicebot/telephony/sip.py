@@ -15,7 +15,6 @@ never touches another call.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import hmac
 import ipaddress
@@ -118,6 +117,7 @@ class Dialog:
     keys: Callable[[str], None] | None = None  # the call's key handler (INFO and RFC 4733)
     hold_changed: Callable[[bool], None] | None = None
     transfer_result: asyncio.Future[int] | None = None
+    ack: bytes | None = None  # ours, for a call we placed: sent again if the 200 comes again
 
     @property
     def telephone_event_pt(self) -> int | None:
@@ -127,6 +127,24 @@ class Dialog:
         if not self.ended.is_set():
             self.end_reason = reason
             self.ended.set()
+
+
+class DialFailed(Exception):
+    """A call we placed was not answered: ``result`` is busy, no_answer or failed."""
+
+    def __init__(self, result: str, reason: str) -> None:
+        super().__init__(f"{result}: {reason}")
+        self.result = result
+
+
+DIAL_RESULTS = {
+    486: "busy",
+    600: "busy",
+    408: "no_answer",
+    480: "no_answer",
+    487: "no_answer",
+    603: "no_answer",
+}
 
 
 @dataclass(frozen=True)
@@ -190,7 +208,7 @@ class SipUserAgent:
         self._pending: dict[str, Dialog] = {}  # INVITE branch -> dialog not yet answered
         self._provisional: dict[str, bytes] = {}  # INVITE branch -> its last 1xx, until the final answer
         self._responses: OrderedDict[tuple[str, str], bytes] = OrderedDict()  # for retransmitted requests
-        self._client: dict[str, asyncio.Future[Response]] = {}  # our requests' branches
+        self._client: dict[str, asyncio.Queue[Response]] = {}  # our requests' branches -> their answers
         self._invites = TokenBucket(settings.max_invites_per_s, max(1.0, settings.max_invites_per_s))
         self._secret = secrets.token_bytes(16)
         self._udp: asyncio.DatagramTransport | None = None
@@ -602,46 +620,78 @@ class SipUserAgent:
         self, dialog: Dialog, method: str, headers: dict[str, str] | None = None, body: bytes = b""
     ) -> Response | None:
         """Sends an in-dialog request and waits for its final response (None: timed out)."""
-        branch = new_branch()
         dialog.local_cseq += 1
-        request = Request(method, dialog.remote_target, body)
-        wire = dialog.wire
-        request.headers.add(
-            "Via",
-            str(Via(wire.transport, _host(self.host), self.port, Parameters(branch=branch, rport=None))),
+        request = self._outgoing(
+            method, dialog.remote_target, dialog, dialog.local_cseq, headers, body, route=dialog.route_set
         )
-        for route in dialog.route_set:
-            request.headers.add("Route", str(route))
+        return await self._transaction(request, dialog.wire, TIMEOUT_S)
+
+    def _outgoing(
+        self,
+        method: str,
+        target: URI,
+        dialog: Dialog | Address,
+        cseq: int,
+        headers: dict[str, str] | None = None,
+        body: bytes = b"",
+        *,
+        route: list[Address] | None = None,
+        to: Address | None = None,
+        wire: Wire | None = None,
+        of: Request | None = None,
+    ) -> Request:
+        """A request of ours: in a dialog, or (``dialog`` our From address) starting one; ``of``: the
+        INVITE whose transaction a CANCEL or a non-2xx ACK belongs to (its Call-ID and branch)."""
+        wire = dialog.wire if isinstance(dialog, Dialog) else wire
+        assert wire is not None
+        request = Request(method, target, body)
+        if of is not None:
+            request.headers.add("Via", of.headers["Via"])
+        else:
+            via = Via(
+                wire.transport, _host(self.host), self.port, Parameters(branch=new_branch(), rport=None)
+            )
+            request.headers.add("Via", str(via))
+        for hop in route or []:
+            request.headers.add("Route", str(hop))
         request.headers.add("Max-Forwards", "70")
-        request.headers.add("From", str(dialog.local_address))
-        request.headers.add("To", str(dialog.remote_address))
-        request.headers.add("Call-ID", dialog.call_id)
-        request.headers.add("CSeq", f"{dialog.local_cseq} {method}")
+        request.headers.add("From", str(dialog.local_address if isinstance(dialog, Dialog) else dialog))
+        request.headers.add("To", str(dialog.remote_address if isinstance(dialog, Dialog) else to))
+        call_id = dialog.call_id if isinstance(dialog, Dialog) else of.call_id if of else None
+        request.headers.add("Call-ID", call_id or secrets.token_hex(12) + "@voicebot")
+        request.headers.add("CSeq", f"{cseq} {method}")
         request.headers.add("Contact", f"<{self._contact(wire)}>")
         request.headers.add("User-Agent", USER_AGENT)
         for name, value in (headers or {}).items():
             request.headers.add(name, value)
+        if body:
+            request.headers.add("Content-Type", "application/sdp")
         request.headers.add("Content-Length", str(len(body)))
+        return request
+
+    async def _transaction(self, request: Request, wire: Wire, final_within_s: float) -> Response | None:
+        """Sends ``request``, again at T1, 2*T1 ... T2 until any answer (UDP), then waits for the
+        final one up to ``final_within_s``; None when none came."""
+        branch = request.via[0].parameters.get("branch") or ""
+        answers: asyncio.Queue[Response] = asyncio.Queue()
+        self._client[branch] = answers
         data = bytes(request)
-        future: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
-        self._client[branch] = future
+        loop = asyncio.get_running_loop()
+        deadline, interval, answered = loop.time() + final_within_s, T1_S, False
         try:
-            interval, waited = T1_S, 0.0
             wire.send(data)
-            while waited < TIMEOUT_S:
-                step = T2_S if wire.reliable else interval
-                with contextlib.suppress(asyncio.TimeoutError):
-                    response = await asyncio.wait_for(asyncio.shield(future), step)
-                    if response.code >= 200:
-                        return response
-                    future = asyncio.get_running_loop().create_future()  # provisional: wait on
-                    self._client[branch] = future
-                    interval = T2_S
+            while (remaining := deadline - loop.time()) > 0:
+                wait = remaining if answered or wire.reliable else min(interval, remaining)
+                try:
+                    response = await asyncio.wait_for(answers.get(), wait)
+                except asyncio.TimeoutError:
+                    if not answered and not wire.reliable:
+                        wire.send(data)
+                        interval = min(interval * 2, T2_S)
                     continue
-                waited += step
-                if not wire.reliable:
-                    wire.send(data)
-                    interval = min(interval * 2, T2_S)
+                if response.code >= 200:
+                    return response
+                answered = True  # provisional: no more retransmissions, wait for the final answer
             return None
         finally:
             self._client.pop(branch, None)
@@ -649,9 +699,86 @@ class SipUserAgent:
     def _response(self, response: Response) -> None:
         vias = response.via
         branch = vias[0].parameters.get("branch") if vias else None
-        future = self._client.get(branch or "")
-        if future is not None and not future.done():
-            future.set_result(response)
+        answers = self._client.get(branch or "")
+        if answers is not None:
+            answers.put_nowait(response)
+        elif response.code < 300 and response.cseq.method == "INVITE":
+            dialog = self.dialogs.get(response.call_id)
+            if dialog is not None and dialog.ack is not None:
+                dialog.wire.send(dialog.ack)  # our ACK was lost: the 200 came again
+
+    # ----- our calls out (callbacks) ----------------------------------------------------------------
+
+    async def dial(self, target: str, caller_id: str, ring_timeout_s: float) -> Dialog:
+        """Calls ``target`` (a sip: URI, over UDP) and returns the answered dialog with its RTP
+        socket; :class:`DialFailed` says why not (busy, no answer, refused, unreachable)."""
+        if self._udp is None:
+            raise DialFailed("failed", "SIP is not listening")
+        uri = URI.parse(target)
+        peer = (await asyncio.get_running_loop().getaddrinfo(uri.host, uri.port or 5060))[0][4][:2]
+        wire = Wire(self._udp, (peer[0], peer[1]))
+        rtp = await open_rtp_stream(self.settings, sdp.AudioOffer(peer[0], 9, (), {}), peer[0])
+        local_audio = sdp.LocalAudio(self.host, rtp.port, sdp.new_session_id())
+        codecs = sdp.offered_codecs(list(self.settings.codecs))
+        body = local_audio.describe(codecs, sdp.TELEPHONE_EVENT_PT, "sendrecv", 1)
+        tag = new_tag()
+        local = Address(
+            URI("sip", _host(self.host), user=caller_id, port=self.port), parameters=Parameters(tag=tag)
+        )
+        invite = self._outgoing("INVITE", uri, local, 1, body=body, to=Address(uri), wire=wire)
+        try:
+            response = await self._transaction(invite, wire, ring_timeout_s)
+            if response is None:
+                cancel = self._outgoing("CANCEL", uri, local, 1, to=Address(uri), wire=wire, of=invite)
+                self._spawn(self._transaction(cancel, wire, TIMEOUT_S))
+                raise DialFailed("no_answer", f"no answer within {ring_timeout_s:.0f} s")
+            if response.code >= 300:
+                wire.send(self._ack_for(invite, response, uri, wire))
+                raise DialFailed(
+                    DIAL_RESULTS.get(response.code, "failed"), f"{response.code} {response.phrase}"
+                )
+            answer = sdp.parse(response.body)
+            codec = answer.codec([name for name, _ in codecs])
+            if codec is None:
+                raise DialFailed("failed", "the answer has none of our codecs")
+        except BaseException:
+            rtp.close()
+            raise
+        rtp.retarget(answer)
+        contact = response.contact[0].uri if response.contact else uri
+        dialog = Dialog(
+            call_id=invite.call_id,
+            local_tag=tag,
+            remote_tag=response.to_address.parameters.get("tag") or "",
+            local_address=local,
+            remote_address=response.to_address,
+            remote_target=contact,
+            route_set=list(reversed(response.record_route)),
+            wire=wire,
+            invite=invite,
+            offer=answer,
+            local_audio=local_audio,
+            codec=codec,
+            rtp=rtp,
+            answered=True,
+            confirmed=True,
+        )
+        dialog.ack = self._ack_for(invite, response, contact, wire, dialog.route_set)
+        self.dialogs[dialog.call_id] = dialog
+        wire.send(dialog.ack)
+        return dialog
+
+    def _ack_for(
+        self, invite: Request, response: Response, target: URI, wire: Wire, route: list[Address] | None = None
+    ) -> bytes:
+        """RFC 3261 17.1.1.3 / 13.2.2.4: a failure's ACK is in the INVITE's transaction (its branch),
+        a 2xx's ACK is a request of its own to the callee's Contact."""
+        of = invite if response.code >= 300 else None
+        ack = self._outgoing("ACK", target, invite.from_address, invite.cseq.sequence, to=response.to_address,
+                             route=route, wire=wire, of=of)  # fmt: skip
+        if of is None:
+            ack.headers.set("Call-ID", invite.call_id)
+        return bytes(ack)
 
     def _spawn(self, coroutine: object) -> None:
         task = asyncio.ensure_future(coroutine)  # type: ignore[arg-type]

@@ -49,9 +49,15 @@ def context_headers(record: HandoffRecord) -> dict[str, str]:
 
 class SipCall(LiveCall):
     def __init__(
-        self, engines: Engines, owner: CallOwner, incoming: IncomingCall, agent: SipUserAgent
+        self,
+        engines: Engines,
+        owner: CallOwner,
+        incoming: IncomingCall,
+        agent: SipUserAgent,
+        callback: HandoffRecord | None = None,
     ) -> None:
         super().__init__(engines, owner)
+        self.callback = callback  # a call we placed for an agent: the owner serves it, no bot
         self.incoming = incoming
         self.dialog: Dialog = incoming.dialog
         self.agent = agent
@@ -70,6 +76,9 @@ class SipCall(LiveCall):
         self.dialog.rtp.on_packet = self._packet
 
     async def open(self) -> None:
+        if self.callback is not None:
+            self.serve_owner(self.callback)
+            return
         settings = self.engines.config
         language = settings.telephony.route(self.incoming.dialled).language or settings.language
         try:

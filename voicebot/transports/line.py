@@ -148,6 +148,12 @@ class LiveCall(ABC):
         self.owner.started(self.session.call_id, caller_id, language)
         return self.session
 
+    def serve_owner(self, record: HandoffRecord) -> None:
+        """The owner serves the call from its first frame, with no bot on it (a callback that the
+        contact centre placed for an agent): what :meth:`open` calls instead of :meth:`start`."""
+        self._escalated = True
+        self.owner.escalated(record, self)
+
     def violated(self, reason: str) -> None:
         if self.violation is None:
             log.warning("%s closed: %s", type(self).__name__, reason)
@@ -207,5 +213,7 @@ class LiveCall(ABC):
                 if not session.ended:
                     await session.hangup(self.end_reason)
                 await self.owner.ended(session.outcome or "abandoned", self.end_reason, session.events)
+            elif self._escalated:
+                await self.owner.ended("escalated", self.end_reason, [])
         finally:
             await self.close()
