@@ -355,15 +355,11 @@ class SipUserAgent:
         try:
             offer = sdp.parse(request.body)
         except sdp.SdpError as exc:
-            self._respond(
-                request, wire, 488, "Not Acceptable Here", extra={"Warning": f'399 voicebot "{exc}"'}
-            )
+            self._not_acceptable(request, wire, str(exc))
             return
         codec = offer.codec(list(settings.codecs))
         if codec is None or offer.port == 0:
-            self._respond(
-                request, wire, 488, "Not Acceptable Here", extra={"Warning": '305 voicebot "codec"'}
-            )
+            self._not_acceptable(request, wire, "no codec in common")
             return
         self._provisional[branch] = self._respond(request, wire, 100, "Trying")
         task = asyncio.ensure_future(self._answer(request, wire, branch, offer, codec))
@@ -475,12 +471,10 @@ class SipUserAgent:
             try:
                 offer = sdp.parse(request.body)
             except sdp.SdpError as exc:
-                self._respond(
-                    request, wire, 488, "Not Acceptable Here", extra={"Warning": f'399 voicebot "{exc}"'}
-                )
+                self._not_acceptable(request, wire, str(exc))
                 return
             if offer.codec([dialog.codec[0]]) is None:
-                self._respond(request, wire, 488, "Not Acceptable Here")
+                self._not_acceptable(request, wire, "the call's codec is gone from the offer")
                 return
             held = offer.on_hold
             dialog.offer = offer
