@@ -488,3 +488,40 @@ def test_a_callback_nobody_answers_is_stored_as_such_and_the_agent_moves_on(
             await desk_session.close()
 
     run(scenario)
+
+
+def test_transfer_by_invite_bridges_the_caller_to_the_pbx_with_the_context_headers(
+    engines: Engines, tmp_path: Path
+) -> None:
+    """transfer_method: invite (B2BUA): the bot calls the PBX (a baresip that answers) with the
+    context in its INVITE's headers and bridges the caller to it; the PBX hangs up, the caller gets BYE."""
+
+    async def scenario() -> None:
+        with BaresipPhone(tmp_path / "pbx", user="queue", answer=True, audio=tone(440.0, 60.0)) as pbx:
+            config = engines.config
+            sip = config.telephony.sip.replace(
+                escalation="transfer", transfer_uri=pbx.uri, transfer_method="invite"
+            )
+            config = config.replace(telephony=config.telephony.replace(sip=sip))
+            async with running_server(engines, tmp_path, config=config) as server:
+                with BaresipPhone(tmp_path / "caller", user="+15550178") as phone:
+                    await blocking(phone.dial, f"sip:100@127.0.0.1:{server.voicebot.sip.port}")
+                    await blocking(phone.wait_established)
+                    call = await until(lambda: the_call(server))
+                    await until(lambda: prompt_done(call))
+                    await blocking(phone.send_dtmf, "0")
+                    invite = await blocking(pbx.wait_for_invite, WAIT_S)
+                    await blocking(pbx.wait_established, WAIT_S)
+                    call_id = call.session.call_id  # type: ignore[union-attr]
+                    assert invite.header("X-Voicebot-Id") == call_id
+                    assert invite.header("X-Voicebot-Reason") == "caller_request"
+                    uui = (invite.header("User-to-User") or "").split(";")[0]
+                    assert json.loads(bytes.fromhex(uui))["queue"] == "general"
+                    await asyncio.sleep(3.0)  # the PBX's tone reaches the caller through the bridge
+                    await blocking(pbx.hangup)
+                    await blocking(phone.wait_closed, WAIT_S)
+                    assert await ended(server.voicebot.storage, call_id) == ("escalated", "transferred")
+                    heard = (await blocking(phone.recordings))[-1].heard
+        assert tone_power(heard[-2 * 8000 :], 440.0, 8000) > 0.5
+
+    run(scenario)

@@ -170,7 +170,10 @@ class SipConfig(Settings):
     # Escalation: the contact centre keeps the call and bridges an agent ("contact_center"), or the
     # call is handed to an external ACD/PBX at transfer_uri ("transfer").
     escalation: Literal["contact_center", "transfer"] = "contact_center"
-    transfer_uri: NonEmpty | None = None  # sip:queue@pbx.example:5060, where the caller is REFERred
+    transfer_uri: NonEmpty | None = None  # sip:queue@pbx.example:5060, where escalated callers go
+    # How: REFER the caller's side there (blind transfer), or call it ourselves with the context in
+    # the INVITE's headers and bridge the two (B2BUA).
+    transfer_method: Literal["refer", "invite"] = "refer"
     # Where a callback is dialled, {caller_id} filled in: sip:{caller_id}@trunk.example:5060. None:
     # callbacks are stored and shown on the dashboard, not dialled.
     callback_uri: NonEmpty | None = None

@@ -24,6 +24,7 @@ from voicebot.server.caller_leg import CallerLeg
 from voicebot.server.contact_center import AgentDesk, ContactCenter
 from voicebot.server.external_leg import ExternalTransferLeg
 from voicebot.server.kpis import KpiCollector, compute_kpis, erlang_c_forecast
+from voicebot.server.pbx_bridge import PbxBridgeLeg
 from voicebot.storage import SqliteStorage, Storage
 from voicebot.telephony.audiosocket import AudioSocketServer
 from voicebot.telephony.sip import IncomingCall, SipUserAgent
@@ -287,7 +288,10 @@ class VoicebotServer:
         assert self.sip is not None
         engines = self.engines
         leg: CallOwner
-        if self.config.telephony.sip.escalation == "transfer":
+        settings = self.config.telephony.sip
+        if settings.escalation == "transfer" and settings.transfer_method == "invite":
+            leg = PbxBridgeLeg(self.storage, engines, self.sip, settings)  # we call the PBX and bridge
+        elif settings.escalation == "transfer":
             leg = ExternalTransferLeg(self.storage, engines)  # the call leaves by REFER
         else:
             leg = CallerLeg(self.center, self.storage, engines, int(self.settings.announce_interval_s * 1000))

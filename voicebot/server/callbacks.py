@@ -61,7 +61,12 @@ class CallbackLeg:
             await dialer.center.caller_hung_up(self.call_id)
             return
         incoming = IncomingCall(dialog, self.request.caller_id, self.uri)
-        await SipCall(dialer.engines(), self, incoming, dialer.sip, callback=self.record).run()
+        try:
+            await SipCall(dialer.engines(), self, incoming, dialer.sip, callback=self.record).run()
+        except Exception:  # the agent must not be left on a dead call
+            log.exception("callback %d: the call failed", self.request.id)
+            self._finish("failed")
+            await dialer.center.caller_hung_up(self.call_id)
 
     def _finish(self, result: str) -> None:
         self.dialer.storage.callback_finished(self.request.id, result, time.time())

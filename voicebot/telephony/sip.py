@@ -703,7 +703,9 @@ class SipUserAgent:
 
     # ----- our calls out (callbacks) ----------------------------------------------------------------
 
-    async def dial(self, target: str, caller_id: str, ring_timeout_s: float) -> Dialog:
+    async def dial(
+        self, target: str, caller_id: str, ring_timeout_s: float, headers: dict[str, str] | None = None
+    ) -> Dialog:
         """Calls ``target`` (a sip: URI, over UDP) and returns the answered dialog with its RTP
         socket; :class:`DialFailed` says why not (busy, no answer, refused, unreachable)."""
         if self._udp is None:
@@ -719,7 +721,7 @@ class SipUserAgent:
         local = Address(
             URI("sip", _host(self.host), user=caller_id, port=self.port), parameters=Parameters(tag=tag)
         )
-        invite = self._outgoing("INVITE", uri, local, 1, body=body, to=Address(uri), wire=wire)
+        invite = self._outgoing("INVITE", uri, local, 1, headers, body, to=Address(uri), wire=wire)
         try:
             response = await self._transaction(invite, wire, ring_timeout_s)
             if response is None:

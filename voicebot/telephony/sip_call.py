@@ -126,10 +126,11 @@ class SipCall(LiveCall):
         self.dialog.rtp.send(self._sender.packet(self._encode(line)))
 
     async def send_hangup(self, hangup: HangUp) -> None:
-        transfer_uri = self.engines.config.telephony.sip.transfer_uri
+        sip = self.engines.config.telephony.sip
         session = self.session
-        if hangup.reason == "transferred" and transfer_uri and session is not None and session.handoff:
-            await self._refer(transfer_uri, session.handoff)
+        refer = sip.escalation == "transfer" and sip.transfer_method == "refer" and sip.transfer_uri
+        if hangup.reason == "transferred" and refer and session is not None and session.handoff:
+            await self._refer(sip.transfer_uri, session.handoff)  # type: ignore[arg-type]
 
     async def _refer(self, target: str, record: HandoffRecord) -> None:
         """Blind transfer (RFC 3515): the caller's side calls ``target``. The context headers ride on
