@@ -26,6 +26,7 @@ from tests.test_server import LOUD, WAIT_S, call, escalate, open_desk, run, runn
 from tests.test_telephony import Peer, offer
 from voicebot.audio import SAMPLE_RATE
 from voicebot.audio.codecs import int16_from_pcm, resample, ulaw_encode
+from voicebot.config import Config
 from voicebot.engines import Engines
 from voicebot.events import AsrFinal, BotSaid, CallEvent, NluParsed
 from voicebot.handoff.record import HandoffRecord
@@ -55,6 +56,21 @@ async def blocking(function: Callable[..., T], *args: object) -> T:
 def the_call(server: object) -> SipCall | None:
     calls = server.voicebot.sip_calls  # type: ignore[attr-defined]
     return next(iter(calls), None)
+
+
+def with_sip(engines: Engines, **changes: object) -> Config:
+    """The test settings with ``telephony.sip`` changed."""
+    config = engines.config
+    return config.replace(telephony=config.telephony.replace(sip=config.telephony.sip.replace(**changes)))
+
+
+async def answered_call(phone: BaresipPhone, server: object, transport: str | None = None) -> SipCall:
+    """The phone dials the bot and waits for the greeting to be over; returns the bot's side."""
+    await blocking(phone.dial, f"sip:100@127.0.0.1:{server.voicebot.sip.port}", transport)  # type: ignore[attr-defined]
+    await blocking(phone.wait_established)
+    call = await until(lambda: the_call(server))
+    await until(lambda: prompt_done(call))
+    return call
 
 
 def said(call: SipCall, prompt_id: str) -> bool:
@@ -117,14 +133,10 @@ def test_sip_caller_is_understood_authenticated_and_bridged_to_an_agent(
     async def scenario() -> None:
         async with running_server(engines, tmp_path) as server:
             storage = server.voicebot.storage
-            port = server.voicebot.sip.port
             desk_session, desk = await open_desk(server, "alice")
             with BaresipPhone(tmp_path / "caller", user="+15550142") as phone:
-                await blocking(phone.dial, f"sip:100@127.0.0.1:{port}")
-                await blocking(phone.wait_established)
-                call = await until(lambda: the_call(server))
+                call = await answered_call(phone, server)
                 assert call.dialog.codec == ("PCMU", 0) and call.dialog.wire.transport == "UDP"
-                await until(lambda: prompt_done(call))
                 await ask_for_the_balance(phone, call)
                 assert "check_balance" in [e.intent for e in events(call, NluParsed)]  # type: ignore[attr-defined]
                 await blocking(phone.send_dtmf, "12345678#")
@@ -160,11 +172,8 @@ def test_sip_caller_is_understood_authenticated_and_bridged_to_an_agent(
 def test_sip_over_tcp_with_pcma_hold_and_caller_hangup(engines: Engines, tmp_path: Path) -> None:
     async def scenario() -> None:
         async with running_server(engines, tmp_path) as server:
-            port = server.voicebot.sip.port
             with BaresipPhone(tmp_path / "caller", codecs=("PCMA",)) as phone:
-                await blocking(phone.dial, f"sip:100@127.0.0.1:{port}", "tcp")
-                await blocking(phone.wait_established)
-                call = await until(lambda: the_call(server))
+                call = await answered_call(phone, server, "tcp")
                 assert call.dialog.codec == ("PCMA", 8) and call.dialog.wire.transport == "TCP"
                 await until(lambda: call.dialog.rtp.sent > 50)
                 await blocking(phone.hold)
@@ -184,9 +193,7 @@ def test_sip_over_tcp_with_pcma_hold_and_caller_hangup(engines: Engines, tmp_pat
 
 
 def test_a_caller_who_sends_no_rtp_is_hung_up(engines: Engines, tmp_path: Path) -> None:
-    config = engines.config
-    sip = config.telephony.sip.replace(no_rtp_timeout_s=1.0)
-    config = config.replace(telephony=config.telephony.replace(sip=sip))
+    config = with_sip(engines, no_rtp_timeout_s=1.0)
 
     async def scenario() -> None:
         async with running_server(engines, tmp_path, config=config) as server:
@@ -247,10 +254,7 @@ def test_fuzzed_sip_and_rtp_do_not_disturb_a_good_call(engines: Engines, tmp_pat
         async with running_server(engines, tmp_path) as server:
             agent = server.voicebot.sip
             with BaresipPhone(tmp_path / "caller") as phone:
-                await blocking(phone.dial, f"sip:100@127.0.0.1:{agent.port}")
-                await blocking(phone.wait_established)
-                call = await until(lambda: the_call(server))
-                await until(lambda: prompt_done(call))
+                call = await answered_call(phone, server)
                 rng = random.Random(7)
                 fuzzer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
                 fuzzer.setblocking(False)
@@ -287,15 +291,10 @@ def test_transfer_mode_refers_the_caller_to_the_pbx_with_the_context(
 
     async def scenario() -> None:
         with BaresipPhone(tmp_path / "pbx", user="queue", answer=True) as pbx:
-            config = engines.config
-            sip = config.telephony.sip.replace(escalation="transfer", transfer_uri=pbx.uri)
-            config = config.replace(telephony=config.telephony.replace(sip=sip))
+            config = with_sip(engines, escalation="transfer", transfer_uri=pbx.uri)
             async with running_server(engines, tmp_path, config=config) as server:
                 with BaresipPhone(tmp_path / "caller", user="+15550177") as phone:
-                    await blocking(phone.dial, f"sip:100@127.0.0.1:{server.voicebot.sip.port}")
-                    await blocking(phone.wait_established)
-                    call = await until(lambda: the_call(server))
-                    await until(lambda: prompt_done(call))
+                    call = await answered_call(phone, server)
                     await blocking(phone.send_dtmf, "0")
                     invite = await blocking(pbx.wait_for_invite, WAIT_S)
                     await blocking(pbx.wait_established, WAIT_S)
@@ -425,9 +424,7 @@ def test_a_callback_is_dialled_out_for_the_agent_who_accepts_it(engines: Engines
     async def scenario() -> None:
         callee_tone = tone(440.0, 60.0)
         with BaresipPhone(tmp_path / "callee", user="+15550123", answer=True, audio=callee_tone) as callee:
-            config = engines.config
-            sip = config.telephony.sip.replace(callback_uri=f"sip:{{caller_id}}@127.0.0.1:{callee.sip_port}")
-            config = config.replace(telephony=config.telephony.replace(sip=sip))
+            config = with_sip(engines, callback_uri=f"sip:{{caller_id}}@127.0.0.1:{callee.sip_port}")
             async with running_server(engines, tmp_path, config=config) as server:
                 desk_session, desk = await open_desk(server, "alice", ready=False)
                 async with aiohttp.ClientSession() as session:
@@ -465,11 +462,7 @@ def test_a_callback_nobody_answers_is_stored_as_such_and_the_agent_moves_on(
     engines: Engines, tmp_path: Path
 ) -> None:
     nobody = free_port_pair()  # nothing listens there
-    config = engines.config
-    sip = config.telephony.sip.replace(
-        callback_uri=f"sip:{{caller_id}}@127.0.0.1:{nobody}", ring_timeout_s=2.0
-    )
-    config = config.replace(telephony=config.telephony.replace(sip=sip))
+    config = with_sip(engines, callback_uri=f"sip:{{caller_id}}@127.0.0.1:{nobody}", ring_timeout_s=2.0)
 
     async def scenario() -> None:
         async with running_server(engines, tmp_path, config=config) as server:
@@ -498,17 +491,10 @@ def test_transfer_by_invite_bridges_the_caller_to_the_pbx_with_the_context_heade
 
     async def scenario() -> None:
         with BaresipPhone(tmp_path / "pbx", user="queue", answer=True, audio=tone(440.0, 60.0)) as pbx:
-            config = engines.config
-            sip = config.telephony.sip.replace(
-                escalation="transfer", transfer_uri=pbx.uri, transfer_method="invite"
-            )
-            config = config.replace(telephony=config.telephony.replace(sip=sip))
+            config = with_sip(engines, escalation="transfer", transfer_uri=pbx.uri, transfer_method="invite")
             async with running_server(engines, tmp_path, config=config) as server:
                 with BaresipPhone(tmp_path / "caller", user="+15550178") as phone:
-                    await blocking(phone.dial, f"sip:100@127.0.0.1:{server.voicebot.sip.port}")
-                    await blocking(phone.wait_established)
-                    call = await until(lambda: the_call(server))
-                    await until(lambda: prompt_done(call))
+                    call = await answered_call(phone, server)
                     await blocking(phone.send_dtmf, "0")
                     invite = await blocking(pbx.wait_for_invite, WAIT_S)
                     await blocking(pbx.wait_established, WAIT_S)

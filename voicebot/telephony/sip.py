@@ -528,11 +528,7 @@ class SipUserAgent:
             for route in request.headers.getlist("Record-Route"):
                 response.headers.add("Record-Route", route)
         response.headers.add("Server", USER_AGENT)
-        for name, value in (extra or {}).items():
-            response.headers.add(name, value)
-        if body:
-            response.headers.add("Content-Type", "application/sdp")
-        response.headers.add("Content-Length", str(len(body)))
+        _add_headers_and_body(response, extra)
         data = bytes(response)
         wire.send(data)
         if code >= 200:
@@ -656,11 +652,7 @@ class SipUserAgent:
         request.headers.add("CSeq", f"{cseq} {method}")
         request.headers.add("Contact", f"<{self._contact(wire)}>")
         request.headers.add("User-Agent", USER_AGENT)
-        for name, value in (headers or {}).items():
-            request.headers.add(name, value)
-        if body:
-            request.headers.add("Content-Type", "application/sdp")
-        request.headers.add("Content-Length", str(len(body)))
+        _add_headers_and_body(request, headers)
         return request
 
     async def _transaction(self, request: Request, wire: Wire, final_within_s: float) -> Response | None:
@@ -780,6 +772,16 @@ class SipUserAgent:
         task = asyncio.ensure_future(coroutine)  # type: ignore[arg-type]
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+def _add_headers_and_body(message: Request | Response, headers: dict[str, str] | None) -> None:
+    """The last headers of a message we send: the caller's extra ones, then the body's (our bodies
+    are always SDP)."""
+    for name, value in (headers or {}).items():
+        message.headers.add(name, value)
+    if message.body:
+        message.headers.add("Content-Type", "application/sdp")
+    message.headers.add("Content-Length", str(len(message.body)))
 
 
 def _with_tag(address: Address, tag: str) -> Address:
