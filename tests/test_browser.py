@@ -97,6 +97,16 @@ def log_in(page: playwright.Page, url: str, path: str, username: str) -> None:
     page.wait_for_url(f"{url}{path}")
 
 
+def ready_agent(browser: playwright.Browser, server: ServerThread) -> playwright.Page:
+    """alice's desk in its own browser context, logged in and ready (the accounts made first)."""
+    add_accounts(server)
+    agent = browser.new_context().new_page()
+    log_in(agent, server.url, "/agent", "alice")
+    agent.click("#ready")
+    agent.wait_for_function("window.desk.state === 'ready'", timeout=WAIT_MS)
+    return agent
+
+
 def snapshot(page: playwright.Page, name: str) -> None:
     if SCREENSHOTS:
         Path(SCREENSHOTS).mkdir(parents=True, exist_ok=True)
@@ -113,11 +123,7 @@ def test_spoken_request_reaches_an_agent_with_screen_pop_and_two_way_audio(
 ) -> None:
     server = ServerThread(engines, tmp_path)
     try:
-        add_accounts(server)
-        agent = browser.new_context().new_page()
-        log_in(agent, server.url, "/agent", "alice")
-        agent.click("#ready")
-        agent.wait_for_function("window.desk.state === 'ready'", timeout=WAIT_MS)
+        agent = ready_agent(browser, server)
 
         caller = browser.new_context().new_page()
         caller.goto(server.url + "/")
@@ -164,11 +170,7 @@ def test_sip_caller_reaches_a_browser_agent_with_two_way_audio(
     recording for the agent's microphone (the same looping WAV)."""
     server = ServerThread(engines, tmp_path)
     try:
-        add_accounts(server)
-        agent = browser.new_context().new_page()
-        log_in(agent, server.url, "/agent", "alice")
-        agent.click("#ready")
-        agent.wait_for_function("window.desk.state === 'ready'", timeout=WAIT_MS)
+        agent = ready_agent(browser, server)
         assert server.server.sip is not None
         with BaresipPhone(tmp_path / "phone", user="+15550190", audio=caller_wav) as phone:
             phone.dial(f"sip:100@127.0.0.1:{server.server.sip.port}")

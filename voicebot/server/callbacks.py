@@ -10,7 +10,6 @@ import logging
 import time
 from collections.abc import Callable
 
-from voicebot.call import SILENCE
 from voicebot.config import SipConfig
 from voicebot.engines import Engines
 from voicebot.events import CallEvent
@@ -87,8 +86,7 @@ class CallbackLeg:
         assert self._agent is not None
         if self._agent_left:
             return HangUp("agent_hangup", "escalated")
-        await self._agent.send_audio(frame)
-        return self._agent.inbound.popleft() if self._agent.inbound else SILENCE
+        return await self._agent.exchange(frame)
 
     async def ended(self, outcome: str, reason: str, events: list[CallEvent]) -> None:
         self._finish("answered")

@@ -150,5 +150,4 @@ class CallerLeg(CallRecords):
         assert self._agent is not None
         if self._agent_left:
             return HangUp("agent_hangup", "escalated")
-        await self._agent.send_audio(frame)
-        return self._agent.inbound.popleft() if self._agent.inbound else SILENCE
+        return await self._agent.exchange(frame)

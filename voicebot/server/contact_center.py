@@ -11,6 +11,7 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
+from voicebot.call import SILENCE
 from voicebot.handoff.queue import Acd, Offer, QueuedCall
 from voicebot.handoff.record import HandoffRecord
 from voicebot.storage import DispositionRow, Storage
@@ -44,6 +45,11 @@ class AgentDesk:
     async def send_audio(self, frame: bytes) -> None:
         if not self.ws.closed:
             await self.ws.send_bytes(frame)
+
+    async def exchange(self, frame: bytes) -> bytes:
+        """One 20 ms of a bridged call: the caller's frame to the agent, the agent's next one back."""
+        await self.send_audio(frame)
+        return self.inbound.popleft() if self.inbound else SILENCE
 
 
 @dataclass

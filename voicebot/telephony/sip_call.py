@@ -71,6 +71,7 @@ class SipCall(LiveCall):
         self._audio = Narrowband()
         self._held = self.dialog.offer.on_hold
         self._quiet_ms = 0  # since the caller's last RTP packet
+        self._no_rtp_limit_ms = engines.config.telephony.sip.no_rtp_timeout_s * 1000
         self.dialog.keys = self.keys.append
         self.dialog.hold_changed = self._hold_changed
         self.dialog.rtp.on_packet = self._packet
@@ -112,7 +113,7 @@ class SipCall(LiveCall):
         payload = self._jitter.pop()
         self.inbound.extend(self._audio.to_call(self._decode(payload) if payload else LINE_SILENCE))
         self._quiet_ms += FRAME_MS
-        if not self._held and self._quiet_ms >= self.engines.config.telephony.sip.no_rtp_timeout_s * 1000:
+        if not self._held and self._quiet_ms >= self._no_rtp_limit_ms:
             log.warning("SIP call %s: no RTP for %d ms; hanging up", self.dialog.call_id[:40], self._quiet_ms)
             self.end_reason = "no_rtp"
             self.caller_gone = True
