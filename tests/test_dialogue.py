@@ -61,6 +61,14 @@ def test_greets_and_asks_main_menu(dialogue: DialogueManager) -> None:
     assert prompt_ids(dialogue.start()) == ["greeting", "main_menu"]
 
 
+def test_a_call_can_start_at_another_node(flow: Flow, db_path: Path) -> None:
+    actions = ActionRegistry()
+    register_bank_actions(actions, AcmeBank(db_path))
+    manager = DialogueManager(flow, "en", actions, Config().policy, call_id="t", caller_id="+15550100",
+                              emit=lambda event: None, home="report_lost_card")  # fmt: skip
+    assert prompt_ids(manager.start()) == ["greeting", "auth_required", "ask_account_number"]
+
+
 def test_balance_needs_identification_then_answers(dialogue: DialogueManager) -> None:
     dialogue.start()
     assert prompt_ids(dialogue.on_utterance("my balance", nlu("my balance", "check_balance"))) == [

@@ -9,7 +9,7 @@ import pytest
 
 from voicebot.config import Config, EndpointConfig
 from voicebot.engines import Engines, load_turn_model, reload_engines
-from voicebot.errors import ModelNotFoundError
+from voicebot.errors import DataFileError, ModelNotFoundError
 
 
 def test_the_configured_language_is_loaded(engines: Engines) -> None:
@@ -31,6 +31,13 @@ def test_reload_renews_flow_nlu_and_prompts_and_keeps_the_loaded_models(engines:
         assert after.recognizer is before.recognizer and after.synthesizer is before.synthesizer
         assert after.prompt_cache is not before.prompt_cache
     assert reloaded.flow is not engines.flow and reloaded.actions is engines.actions
+
+
+def test_a_number_routed_to_a_node_the_flow_lacks_is_refused_at_load(engines: Engines) -> None:
+    config = engines.config
+    config = config.replace(telephony=config.telephony.replace(numbers={"300": {"start": "mortgages"}}))
+    with pytest.raises(DataFileError, match=r"numbers '300': start node 'mortgages' is not in the flow"):
+        reload_engines(config, engines)
 
 
 def test_a_missing_end_of_turn_model_falls_back_to_silence_and_says_so(

@@ -64,9 +64,11 @@ def with_sip(engines: Engines, **changes: object) -> Config:
     return config.replace(telephony=config.telephony.replace(sip=config.telephony.sip.replace(**changes)))
 
 
-async def answered_call(phone: BaresipPhone, server: object, transport: str | None = None) -> SipCall:
+async def answered_call(
+    phone: BaresipPhone, server: object, transport: str | None = None, number: str = "100"
+) -> SipCall:
     """The phone dials the bot and waits for the greeting to be over; returns the bot's side."""
-    await blocking(phone.dial, f"sip:100@127.0.0.1:{server.voicebot.sip.port}", transport)  # type: ignore[attr-defined]
+    await blocking(phone.dial, f"sip:{number}@127.0.0.1:{server.voicebot.sip.port}", transport)  # type: ignore[attr-defined]
     await blocking(phone.wait_established)
     call = await until(lambda: the_call(server))
     await until(lambda: prompt_done(call))
@@ -188,6 +190,23 @@ def test_sip_over_tcp_with_pcma_hold_and_caller_hangup(engines: Engines, tmp_pat
                 call_id = call.session.call_id  # type: ignore[union-attr]
                 assert await ended(server.voicebot.storage, call_id) == ("abandoned", "caller_hangup")
                 assert server.voicebot.sip.dialogs == {}
+
+    run(scenario)
+
+
+def test_the_dialled_number_chooses_where_the_call_starts(engines: Engines, tmp_path: Path) -> None:
+    """telephony.numbers: the card line's number starts at the lost-card task, the main number at
+    the flow's start (the main menu)."""
+    config = engines.config
+    config = config.replace(telephony=config.telephony.replace(numbers={"200": {"start": "report_lost_card"}}))
+
+    async def scenario() -> None:
+        async with running_server(engines, tmp_path, config=config) as server:
+            with BaresipPhone(tmp_path / "caller") as phone:
+                call = await answered_call(phone, server, number="200")
+                await until_said(call, "ask_account_number")
+                assert not said(call, "main_menu")
+                await blocking(phone.hangup)
 
     run(scenario)
 

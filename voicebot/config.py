@@ -148,6 +148,7 @@ class NumberRoute(Settings):
     """What a dialled number (SIP Request-URI user, or an AudioSocket gateway's mapping) selects."""
 
     language: NonEmpty | None = None  # None: the default language
+    start: NonEmpty | None = None  # the flow node the call starts at, its home menu; None: flow's start
 
 
 class SipConfig(Settings):
@@ -205,8 +206,8 @@ class AudioSocketConfig(Settings):
 class TelephonyConfig(Settings):
     sip: SipConfig = Field(default_factory=SipConfig)
     audiosocket: AudioSocketConfig = Field(default_factory=AudioSocketConfig)
-    # Dialled number (digits, or the Request-URI's user part) -> language; unknown numbers get the
-    # default language.
+    # Dialled number (digits, or the Request-URI's user part) -> language and start node; unknown
+    # numbers get the default language and the flow's start.
     numbers: dict[NonEmpty, NumberRoute] = {}
 
     def route(self, number: str) -> NumberRoute:

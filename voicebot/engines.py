@@ -81,6 +81,11 @@ def load_flow_checked(config: Config, actions: ActionRegistry) -> Flow:
             raise DataFileError(
                 flow.path, f"action '{name}' is not registered (known: {', '.join(actions.names())})"
             )
+    for number, route in config.telephony.numbers.items():
+        if route.start is not None and route.start not in flow.nodes:
+            raise DataFileError(
+                config.source, f"telephony.numbers '{number}': start node '{route.start}' is not in the flow"
+            )
     return flow
 
 

@@ -44,6 +44,7 @@ class CallSession:
         *,
         caller_id: str = "unknown",
         language: str | None = None,
+        home: str | None = None,
         call_id: str | None = None,
         listeners: list[Callable[[CallEvent], None]] | None = None,
         faults: tuple[Fault, ...] = (),
@@ -68,7 +69,7 @@ class CallSession:
         self.understanding = Understanding(
             lambda emit: DialogueManager(
                 engines.flow, self.language, engines.actions, self.config.policy,
-                call_id=self.call_id, caller_id=caller_id, emit=emit,
+                call_id=self.call_id, caller_id=caller_id, emit=emit, home=home,
             ),
             self.models.nlu,
             asr_name=self.models.recognizer.name,

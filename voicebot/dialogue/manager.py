@@ -61,7 +61,7 @@ class DialogueManager(FlowWalk):
     def start(self) -> list[Output]:
         def greet() -> None:
             self._say("greeting")
-            self._enter(self.flow.nodes[self.flow.start], "start")
+            self._enter(self.flow.nodes[self.home], "start")
 
         return self._collect(greet)
 
@@ -198,7 +198,7 @@ class DialogueManager(FlowWalk):
             self._continue_task(state.node, confirmed=True)
         else:
             self._say("confirm_denied")
-            self._enter(self.flow.nodes[state.node.next or self.flow.start], "denied")
+            self._enter(self.flow.nodes[state.node.next or self.home], "denied")
 
     def back_to_menu(self, result: NluResult) -> None:
         self._state = Menu(self._menu_node())
@@ -258,7 +258,7 @@ class DialogueManager(FlowWalk):
             self._transition(self.node.name, trigger, "global")
             self.repeat_question()
         elif route.action == "back":
-            target = self._menu_stack[-2] if len(self._menu_stack) >= 2 else self.flow.start
+            target = self._menu_stack[-2] if len(self._menu_stack) >= 2 else self.home
             self._enter(self.flow.nodes[target], trigger, decision="global")
         else:
             self._enter(self.flow.nodes[route.target], trigger, decision="global")

@@ -32,8 +32,12 @@ class FlowWalk:
         call_id: str,
         caller_id: str,
         emit: Callable[[CallEvent], None],
+        home: str | None = None,
     ) -> None:
         self.flow = flow
+        # Where the call starts and "back" ends: the flow's start, or the node the dialled number
+        # chose (telephony.numbers), so one flow file can serve several lines of business.
+        self.home = home or flow.start
         self.prompts: Prompts = flow.prompts(language)
         self.language = language
         self.actions = actions
@@ -51,7 +55,7 @@ class FlowWalk:
         self.memory = CallMemory()
         self.ended: Hangup | None = None
         self.handoff: HandoffRecord | None = None
-        self._state: State = Menu(flow.nodes[flow.start])
+        self._state: State = Menu(flow.nodes[self.home])
         self._after_auth: Node | None = None
         self._last_question: list[Say] = []
         self._menu_stack: list[str] = []
@@ -150,7 +154,7 @@ class FlowWalk:
         return self.actions.run(name, context)
 
     def _menu_node(self) -> Node:
-        return self.flow.nodes[self._menu_stack[-1] if self._menu_stack else self.flow.start]
+        return self.flow.nodes[self._menu_stack[-1] if self._menu_stack else self.home]
 
     def _escalate(self, reason: str, detail: str = "") -> None:
         specs = [s for n in self.flow.nodes.values() for s in n.slots]

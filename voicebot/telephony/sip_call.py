@@ -81,14 +81,15 @@ class SipCall(LiveCall):
             self.serve_owner(self.callback)
             return
         settings = self.engines.config
-        language = settings.telephony.route(self.incoming.dialled).language or settings.language
+        route = settings.telephony.route(self.incoming.dialled)
+        language = route.language or settings.language
         try:
             self.engines.flow.prompts(language)
         except DataFileError:
             log.warning("number %s: no prompts for language %s; using %s", self.incoming.dialled, language,
                         settings.language)  # fmt: skip
             language = settings.language
-        session = await self.start(self.incoming.caller_id, language)
+        session = await self.start(self.incoming.caller_id, language, home=route.start)
         log.info("SIP call %s from %s to %s", session.call_id, self.incoming.caller_id, self.incoming.dialled)
         await session.start()
 

@@ -136,11 +136,14 @@ class LiveCall(ABC):
                 reader.cancel()
             await self._finish()
 
-    async def start(self, caller_id: str, language: str, call_id: str | None = None) -> CallSession:
+    async def start(
+        self, caller_id: str, language: str, call_id: str | None = None, home: str | None = None
+    ) -> CallSession:
         self.session = CallSession(
             self.engines,
             caller_id=caller_id,
             language=language,
+            home=home,
             call_id=call_id,
             listeners=[self.on_event],
             on_handoff=self.owner.handoff,
