@@ -197,8 +197,8 @@ def test_sip_over_tcp_with_pcma_hold_and_caller_hangup(engines: Engines, tmp_pat
 def test_the_dialled_number_chooses_where_the_call_starts(engines: Engines, tmp_path: Path) -> None:
     """telephony.numbers: the card line's number starts at the lost-card task, the main number at
     the flow's start (the main menu)."""
-    config = engines.config
-    config = config.replace(telephony=config.telephony.replace(numbers={"200": {"start": "report_lost_card"}}))
+    numbers = {"200": {"start": "report_lost_card"}}
+    config = engines.config.replace(telephony=engines.config.telephony.replace(numbers=numbers))
 
     async def scenario() -> None:
         async with running_server(engines, tmp_path, config=config) as server:
