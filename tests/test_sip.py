@@ -530,3 +530,31 @@ def test_transfer_by_invite_bridges_the_caller_to_the_pbx_with_the_context_heade
         assert tone_power(heard[-2 * 8000 :], 440.0, 8000) > 0.5
 
     run(scenario)
+
+
+@pytest.mark.parametrize("method", ["refer", "invite"])
+def test_a_failed_transfer_leaves_the_caller_waiting_in_the_built_in_queue(
+    engines: Engines, tmp_path: Path, method: str
+) -> None:
+    """The PBX rejects the transferred call (busy): the caller is not cut off but told, and queued
+    for the built-in contact centre's agents."""
+
+    async def scenario() -> None:
+        with BaresipPhone(tmp_path / "pbx", user="queue") as pbx:
+            config = with_sip(engines, escalation="transfer", transfer_uri=pbx.uri, transfer_method=method)
+            async with running_server(engines, tmp_path, config=config) as server:
+                with BaresipPhone(tmp_path / "caller", user="+15550179") as phone:
+                    call = await answered_call(phone, server)
+                    call_id = call.session.call_id  # type: ignore[union-attr]
+                    await blocking(phone.send_dtmf, "0")
+                    await blocking(pbx.wait_for_invite, WAIT_S)
+                    await blocking(pbx.hangup)  # rejects the ringing call
+                    center = server.voicebot.center
+                    await until(lambda: call_id in center.callers)
+                    assert call.owner.result == "transfer_failed"  # type: ignore[attr-defined]
+                    await asyncio.sleep(2.0)
+                    assert not call.caller_gone and call_id in center.callers  # still waiting
+                    await blocking(phone.hangup)
+                    assert await ended(server.voicebot.storage, call_id) == ("escalated", "abandoned")
+
+    run(scenario)

@@ -47,6 +47,7 @@ QUEUE_PROMPTS = (
     "queue_wait_minutes",
     "queue_callback_offer",
     "callback_confirmation",
+    "transfer_unavailable",
 )
 
 

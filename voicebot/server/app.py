@@ -22,7 +22,7 @@ from voicebot.server.auth import SESSION_COOKIE, LoginLimiter, SessionStore, Web
 from voicebot.server.callbacks import CallbackDialer
 from voicebot.server.caller_leg import CallerLeg
 from voicebot.server.contact_center import AgentDesk, ContactCenter
-from voicebot.server.external_leg import ExternalTransferLeg
+from voicebot.server.external_leg import ExternalTransferLeg, ReferTransferLeg
 from voicebot.server.kpis import KpiCollector, compute_kpis, erlang_c_forecast
 from voicebot.server.pbx_bridge import PbxBridgeLeg
 from voicebot.storage import SqliteStorage, Storage
@@ -266,8 +266,7 @@ class VoicebotServer:
         ws = web.WebSocketResponse(max_msg_size=WS_MAX_MSG_SIZE, heartbeat=20)
         await ws.prepare(request)
         engines = self.engines  # a reload during the call leaves both sides of it on these
-        leg = CallerLeg(self.center, self.storage, engines, int(self.settings.announce_interval_s * 1000))
-        call = MediaCall(ws, engines, leg)
+        call = MediaCall(ws, engines, self._queue_leg(engines))
         self.media_calls.add(call)
         try:
             await call.run()
@@ -284,17 +283,23 @@ class VoicebotServer:
         audiosocket = len(self.audiosocket.calls) if self.audiosocket is not None else 0
         return len(self.media_calls) + len(self.sip_calls) + audiosocket
 
+    def _queue_leg(self, engines: Engines) -> CallerLeg:
+        """The built-in contact centre's side of a call: its records, then the queue and an agent."""
+        return CallerLeg(self.center, self.storage, engines, int(self.settings.announce_interval_s * 1000))
+
     def _sip_call(self, incoming: IncomingCall) -> None:
         assert self.sip is not None
         engines = self.engines
         leg: CallOwner
         settings = self.config.telephony.sip
-        if settings.escalation == "transfer" and settings.transfer_method == "invite":
-            leg = PbxBridgeLeg(self.storage, engines, self.sip, settings)  # we call the PBX and bridge
-        elif settings.escalation == "transfer":
-            leg = ExternalTransferLeg(self.storage, engines)  # the call leaves by REFER
+        queue = self._queue_leg(engines)
+        if settings.escalation == "contact_center":
+            leg = queue
+        elif settings.transfer_method == "invite":
+            leg = PbxBridgeLeg(queue, engines, self.sip, settings)  # we call the PBX and bridge
         else:
-            leg = CallerLeg(self.center, self.storage, engines, int(self.settings.announce_interval_s * 1000))
+            assert settings.transfer_uri is not None
+            leg = ReferTransferLeg(queue, self.sip, incoming.dialog, settings.transfer_uri)
         call = SipCall(engines, leg, incoming, self.sip)
         self.sip_calls.add(call)
         task = asyncio.create_task(self._run_call(call, self.sip_calls))

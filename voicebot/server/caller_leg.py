@@ -59,11 +59,12 @@ class CallerLeg(CallRecords):
 
     # ----- CallOwner (started and handoff: CallRecords) --------------------------------------------
 
-    def escalated(self, record: HandoffRecord, line: CallerLine) -> None:
+    def escalated(self, record: HandoffRecord, line: CallerLine, preface: Sequence[PromptPart] = ()) -> None:
+        """Queues the caller; ``preface`` is said before the first position announcement."""
         self._line = line
         self.center.enqueue(self, record)
         line.send({"type": "transfer", "queue": record.queue})
-        self._announce_position()
+        self._announce_position(preface)
 
     async def step(self, frame: bytes, key: str | None) -> bytes | HangUp:
         return await self._phase(frame, key)
@@ -94,12 +95,12 @@ class CallerLeg(CallRecords):
 
     # ----- queued: announcements and hold music ----------------------------------------------------
 
-    def _announce_position(self) -> None:
+    def _announce_position(self, preface: Sequence[PromptPart] = ()) -> None:
         assert self._line is not None
         position = self.center.acd.position(self.call_id)
         wait_s = self.center.acd.estimated_wait_s(self.call_id)
         self._line.send({"type": "queue", "position": position, "estimated_wait_s": round(wait_s)})
-        self._speak(position_announcement(position, wait_s))
+        self._speak((*preface, *position_announcement(position, wait_s)))
 
     def _speak(self, parts: Sequence[PromptPart]) -> None:
         self._silence_announcement()

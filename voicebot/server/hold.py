@@ -17,6 +17,7 @@ from voicebot.tts.piper_engine import synthesize_all
 # A prompt id and the values its template is filled with.
 PromptPart = tuple[str, dict[str, Any]]
 CALLBACK_CONFIRMATION: tuple[PromptPart, ...] = (("callback_confirmation", {}),)
+TRANSFER_UNAVAILABLE: tuple[PromptPart, ...] = (("transfer_unavailable", {}),)
 
 
 @functools.cache

@@ -1,8 +1,8 @@
 """SIP escalation as a B2BUA (``transfer_method: invite``): after the transfer prompt the bot calls
 the PBX's queue (``transfer_uri``) with the handoff's context in ``X-Voicebot-*`` and
 ``User-to-User`` headers of its INVITE, and bridges the caller to it until either side hangs up.
-The caller hears ringing silence until the PBX answers; a PBX that does not answer ends the call as
-``transfer_failed`` (the handoff record stays stored, fetchable by the PBX's agents by id).
+The caller hears silence while the PBX rings; when it does not answer (busy, unreachable, no
+answer within ``ring_timeout_s``), the caller waits in the built-in queue instead (TransferLeg).
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from voicebot.config import SipConfig
 from voicebot.engines import Engines
 from voicebot.events import CallEvent
 from voicebot.handoff.record import HandoffRecord
-from voicebot.server.call_records import CallRecords
-from voicebot.storage import Storage
+from voicebot.server.caller_leg import CallerLeg
+from voicebot.server.external_leg import TransferLeg
 from voicebot.telephony.sip import IncomingCall, SipUserAgent
 from voicebot.telephony.sip_call import SipCall, context_headers
 from voicebot.transports.line import MAX_BUFFERED_FRAMES, CallerLine, HangUp
@@ -52,23 +52,20 @@ class PbxSide:
         self.hung_up.set()
 
 
-class PbxBridgeLeg(CallRecords):
+class PbxBridgeLeg(TransferLeg):
     """The caller's owner after the escalation (see the module's docstring)."""
 
-    def __init__(self, storage: Storage, engines: Engines, sip: SipUserAgent, settings: SipConfig) -> None:
-        super().__init__(storage, engines)
+    def __init__(self, fallback: CallerLeg, engines: Engines, sip: SipUserAgent, settings: SipConfig) -> None:
+        super().__init__(fallback)
+        self.engines = engines
         self.sip = sip
         self.settings = settings
         self.to_pbx: deque[bytes] = deque(maxlen=MAX_BUFFERED_FRAMES)
         self.from_pbx: deque[bytes] = deque(maxlen=MAX_BUFFERED_FRAMES)
         self.pbx = PbxSide(self.to_pbx, self.from_pbx)
-        self.result: str | None = None  # transferred | transfer_failed, once known
-        self._task: asyncio.Task[None] | None = None
+        self._bridge: asyncio.Task[None] | None = None
 
-    def escalated(self, record: HandoffRecord, line: CallerLine) -> None:
-        self._task = asyncio.create_task(self._call_pbx(record))
-
-    async def _call_pbx(self, record: HandoffRecord) -> None:
+    async def transfer(self, record: HandoffRecord) -> bool:
         target = self.settings.transfer_uri
         assert target is not None
         try:
@@ -77,23 +74,26 @@ class PbxBridgeLeg(CallRecords):
             )
         except Exception as exc:  # busy, no answer, unreachable
             log.error("call %s: transfer to %s failed: %s", record.call_id, target, exc)
-            self.result = "transfer_failed"
-            return
-        self.result = "transferred"
+            return False
+        pbx_call = SipCall(self.engines, self.pbx, IncomingCall(dialog, record.caller_id, target), self.sip,
+                           callback=record)  # fmt: skip
+        self._bridge = asyncio.create_task(self._run_bridge(pbx_call, record))
+        return True
+
+    async def _run_bridge(self, pbx_call: SipCall, record: HandoffRecord) -> None:
         try:
-            await SipCall(self.engines, self.pbx, IncomingCall(dialog, record.caller_id, target), self.sip,
-                          callback=record).run()  # fmt: skip
+            await pbx_call.run()
         except Exception:  # the bridge broke: the caller's side ends too, never left in silence
-            log.exception("call %s: the bridge to %s failed", record.call_id, target)
+            log.exception("call %s: the bridge to %s failed", record.call_id, self.settings.transfer_uri)
         finally:
             self.pbx.hung_up.set()
 
-    async def step(self, frame: bytes, key: str | None) -> bytes | HangUp:
-        if self.result == "transfer_failed" or self.pbx.hung_up.is_set():
-            return HangUp(self.result or "transferred", "escalated")
+    async def transferred_step(self, frame: bytes, key: str | None) -> bytes | HangUp:
+        if self.pbx.hung_up.is_set():
+            return HangUp("transferred", "escalated")
         self.to_pbx.append(frame)
         return self.from_pbx.popleft() if self.from_pbx else SILENCE
 
     async def ended(self, outcome: str, reason: str, events: list[CallEvent]) -> None:
         self.pbx.caller_gone = True
-        self.record_end(outcome, self.result or reason, events)
+        await super().ended(outcome, reason, events)

@@ -2,15 +2,14 @@
 
 The caller's keys come as RFC 4733 telephone-events or SIP INFO. While the caller holds the call
 (re-INVITE sendonly/inactive) nothing is sent and silence of the caller is expected; otherwise a
-caller whose RTP stops for ``no_rtp_timeout_s`` is hung up. When the call's owner ends it with
-``HangUp("transferred")`` and a ``transfer_uri`` is set, the caller is REFERred there with the
-handoff's context in ``X-Voicebot-*`` and ``User-to-User`` headers and its id in Refer-To.
+caller whose RTP stops for ``no_rtp_timeout_s`` is hung up. :func:`refer` transfers the caller
+elsewhere, with the handoff's context in ``X-Voicebot-*`` and ``User-to-User`` headers and its id
+in Refer-To.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 
@@ -26,8 +25,37 @@ from voicebot.transports.line import CallOwner, HangUp, LiveCall
 
 log = logging.getLogger("voicebot.sip")
 LINE_SILENCE = bytes(LINE_FRAME_BYTES)
-TRANSFER_NOTIFY_WAIT_S = 10.0
+TRANSFER_NOTIFY_WAIT_S = 60.0  # a ringing target reports its final answer within this
 MAX_UUI_BYTES = 400  # hex-encoded it stays under the ~1 KB that PBXs pass on (RFC 7433)
+
+
+async def refer(agent: SipUserAgent, dialog: Dialog, target: str, record: HandoffRecord) -> bool:
+    """Blind transfer (RFC 3515): asks the caller's side to call ``target``; False when it refused,
+    or reported that the new call failed. The context headers ride on the REFER (a PBX that carries
+    out the transfer reads them); the handoff id also rides in Refer-To as the URI parameter
+    ``handoff``, which every phone copies into the INVITE it sends (URI headers, ``?X-...=``, are
+    not: baresip refuses such a Refer-To)."""
+    dialog.transfer_result = asyncio.get_running_loop().create_future()
+    response = await agent.request(
+        dialog,
+        "REFER",
+        {
+            "Refer-To": f"<{target};handoff={record.call_id}>",
+            "Referred-By": f"<{agent.contact_uri}>",
+            **context_headers(record),
+        },
+    )
+    if response is None or response.code >= 300:
+        log.error("SIP call %s: REFER to %s refused (%s)", dialog.call_id[:40], target,
+                  "timeout" if response is None else response.code)  # fmt: skip
+        return False
+    # The caller's phone reports the new call's fate in NOTIFYs. One that stays silent is trusted.
+    try:
+        status = await asyncio.wait_for(dialog.transfer_result, TRANSFER_NOTIFY_WAIT_S)
+    except asyncio.TimeoutError:
+        return True
+    log.info("SIP call %s: transfer to %s answered %s", dialog.call_id[:40], target, status)
+    return status < 300
 
 
 def context_headers(record: HandoffRecord) -> dict[str, str]:
@@ -128,38 +156,7 @@ class SipCall(LiveCall):
         self.dialog.rtp.send(self._sender.packet(self._encode(line)))
 
     async def send_hangup(self, hangup: HangUp) -> None:
-        sip = self.engines.config.telephony.sip
-        session = self.session
-        refer = sip.escalation == "transfer" and sip.transfer_method == "refer" and sip.transfer_uri
-        if hangup.reason == "transferred" and refer and session is not None and session.handoff:
-            await self._refer(sip.transfer_uri, session.handoff)  # type: ignore[arg-type]
-
-    async def _refer(self, target: str, record: HandoffRecord) -> None:
-        """Blind transfer (RFC 3515): the caller's side calls ``target``. The context headers ride on
-        the REFER (a PBX that carries out the transfer reads them); the handoff id also rides in
-        Refer-To as the URI parameter ``handoff``, which every phone copies into the INVITE it sends
-        (URI headers, ``?X-...=``, are not: baresip refuses such a Refer-To)."""
-        headers = context_headers(record)
-        self.dialog.transfer_result = asyncio.get_running_loop().create_future()
-        response = await self.agent.request(
-            self.dialog,
-            "REFER",
-            {
-                "Refer-To": f"<{target};handoff={record.call_id}>",
-                "Referred-By": f"<{self.agent.contact_uri}>",
-                **headers,
-            },
-        )
-        if response is None or response.code >= 300:
-            log.error("SIP call %s: REFER to %s failed (%s)", self.dialog.call_id[:40], target,
-                      "timeout" if response is None else response.code)  # fmt: skip
-            self.end_reason = "transfer_failed"
-            return
-        self.end_reason = "transferred"
-        # Blind: the caller's phone reports the new call's fate in NOTIFYs; wait briefly, then BYE.
-        with contextlib.suppress(asyncio.TimeoutError):
-            status = await asyncio.wait_for(self.dialog.transfer_result, TRANSFER_NOTIFY_WAIT_S)
-            log.info("SIP call %s: transfer to %s answered %s", self.dialog.call_id[:40], target, status)
+        """Nothing to say first: :meth:`close` ends the call (BYE)."""
 
     async def close(self) -> None:
         if self.dialog.ended.is_set() and self.dialog.end_reason == "caller_hangup":
