@@ -1,5 +1,6 @@
 """The serve mode of scripts/bench_latency.py: `voicebot serve` in its own process, and scripted
 callers that talk to it over the media WebSocket from outside, the way a telephony gateway does.
+scripts/bench_sip.py starts its server with the same ServerProcess.
 
 Everything here measures from the caller's side of the socket: when the caller's speech really
 ended (the send time of the last voiced frame) and when the first non-silent bot frame came back.
@@ -13,6 +14,7 @@ import contextlib
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import socket
@@ -23,6 +25,7 @@ import time
 import urllib.error
 import urllib.request
 from collections import deque
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -150,18 +153,40 @@ def tree_rss_kb(root: int) -> int:
 class ServerProcess:
     """`voicebot serve` on a free port, with the settings this benchmark sees except its data
     directory: a temporary one, so the benchmark's calls do not land in the project's call store
-    and its admin token does not replace that of a server someone else runs from this checkout."""
+    and its admin token does not replace that of a server someone else runs from this checkout.
 
-    def __init__(self, config: Config) -> None:
+    Used by scripts/bench_latency.py (serve mode) and scripts/bench_sip.py. ``settings`` overrides
+    more settings, by dotted name (``{"telephony.sip.port": 0}``); ``serve_args`` are more flags
+    for `voicebot serve`; ``announce`` is a pattern for a line the server logs at start-up, before
+    it answers HTTP: start() waits for that line too and keeps its group 1 in ``announced``."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        tag: str = "latency_serve",
+        settings: Mapping[str, Any] | None = None,
+        serve_args: Sequence[str] = (),
+        announce: str | None = None,
+    ) -> None:
         self.port = free_port()
         self.url = f"ws://127.0.0.1:{self.port}/media"
-        self.data_dir = Path(tempfile.mkdtemp(prefix="voicebot-bench-"))
+        self.data_dir = Path(tempfile.mkdtemp(prefix=f"voicebot-bench-{tag}-"))
         # Written beside the settings file so that every relative path in it resolves as before.
-        self.config_path = config.source.parent / f".bench_latency_serve_{os.getpid()}.yml"
-        settings = json.loads(config.json())
-        settings["data_dir"] = str(self.data_dir / "var")
-        self.config_path.write_text(json.dumps(settings, indent=2))  # JSON is YAML
+        self.config_path = config.source.parent / f".bench_{tag}_{os.getpid()}.yml"
+        written = json.loads(config.json())
+        written["data_dir"] = str(self.data_dir / "var")
+        for dotted, value in (settings or {}).items():
+            *parents, key = dotted.split(".")
+            section = written
+            for parent in parents:
+                section = section[parent]
+            section[key] = value
+        self.config_path.write_text(json.dumps(written, indent=2))  # JSON is YAML
         self.server_config = load_config(self.config_path)
+        self.serve_args = list(serve_args)
+        self.announce = re.compile(announce, re.MULTILINE) if announce else None
+        self.announced = ""
         self.log_path = self.data_dir / "server.log"
         self._log: IO[bytes] | None = None
         self.process: subprocess.Popen[bytes] | None = None
@@ -180,7 +205,7 @@ class ServerProcess:
         self._log = self.log_path.open("wb")
         command = [voicebot_command(), "--config", str(self.config_path), "serve"]
         self.process = subprocess.Popen(
-            [*command, "--host", "127.0.0.1", "--port", str(self.port)],
+            [*command, "--host", "127.0.0.1", "--port", str(self.port), *self.serve_args],
             stdin=subprocess.DEVNULL,
             stdout=self._log,
             stderr=subprocess.STDOUT,
@@ -194,15 +219,26 @@ class ServerProcess:
                 raise RuntimeError(
                     f"voicebot serve exited with {self.process.returncode}:\n{self.log_tail()}"
                 )
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=2) as response:
-                    if response.status == 200:
-                        self.ready_s = time.monotonic() - started
-                        return
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                pass
+            if self._announced() and self._http_ready():
+                self.ready_s = time.monotonic() - started
+                return
             time.sleep(0.25)
         raise RuntimeError(f"voicebot serve not ready after {READY_TIMEOUT_S:.0f} s:\n{self.log_tail()}")
+
+    def _announced(self) -> bool:
+        """Whether the line ``announce`` waits for is in the log (or there is none to wait for)."""
+        if self.announce is None:
+            return True
+        if not self.announced and (found := self.announce.search(self.log_path.read_text(errors="replace"))):
+            self.announced = found.group(1)
+        return bool(self.announced)
+
+    def _http_ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=2) as response:
+                return response.status == 200
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            return False
 
     def log_tail(self, lines: int = 30) -> str:
         with contextlib.suppress(OSError):
@@ -244,15 +280,29 @@ class ServerProcess:
 
     def traces(self, call_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
         """Each call's stored trace; the server writes it when the call ends."""
+        return self._stored_traces(call_ids, lambda storage, call_id: storage.trace_events(call_id))
+
+    def caller_traces(self, caller_ids: list[str], since: float) -> dict[str, list[dict[str, Any]]]:
+        """The same by caller id, for the calls that started at ``since`` (wall clock) or later."""
+
+        def events(storage: SqliteStorage, caller_id: str) -> list[dict[str, Any]]:
+            calls = [c.call_id for c in storage.calls_since(since) if c.caller_id == caller_id]
+            return [e for call_id in calls for e in storage.trace_events(call_id)]
+
+        return self._stored_traces(caller_ids, events)
+
+    def _stored_traces(
+        self, keys: list[str], events: Callable[[SqliteStorage, str], list[dict[str, Any]]]
+    ) -> dict[str, list[dict[str, Any]]]:
         storage = SqliteStorage(storage_path(self.server_config))
         found: dict[str, list[dict[str, Any]]] = {}
         deadline = time.monotonic() + TRACE_TIMEOUT_S
         try:
-            for call_id in call_ids:
+            for key in keys:
                 while True:
-                    events = storage.trace_events(call_id)
-                    if any(e["type"] == "call_ended" for e in events) or time.monotonic() > deadline:
-                        found[call_id] = events
+                    trace = events(storage, key)
+                    if any(e["type"] == "call_ended" for e in trace) or time.monotonic() > deadline:
+                        found[key] = trace
                         break
                     time.sleep(0.2)
         finally:

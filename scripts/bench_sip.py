@@ -32,22 +32,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
-import re
-import shutil
 import signal
-import sqlite3
-import subprocess
 import sys
-import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 from tabulate import tabulate
@@ -55,7 +47,7 @@ from tabulate import tabulate
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # tests.baresip is imported from the project, not installed
 
-from bench_serve_caller import free_port, tree_cpu_s, voicebot_command  # noqa: E402
+from bench_serve_caller import ServerProcess, tree_cpu_s  # noqa: E402
 
 from tests.baresip import (  # noqa: E402
     SAMPLE_RATE,
@@ -76,23 +68,9 @@ SPEECH_SHARE = 0.02  # the caller speaks where a frame peaks above this share of
 GREETING_QUIET_S = 1.2  # the greeting is over once the phone heard this long of silence after it
 GREETING_TIMEOUT_S = 30.0  # then the caller speaks anyway (noted as greeting_heard: false)
 ESTABLISH_TIMEOUT_S = 30.0
-READY_TIMEOUT_S = 300.0  # loading Whisper, Rasa and Piper on 2 cores
-STOP_TIMEOUT_S = 20.0
-TRACE_TIMEOUT_S = 30.0
 PROBE_INTERVAL_S = 0.01
-# Settings that name files or folders: made absolute, because the temporary settings file lives
-# outside the project and relative paths resolve from a settings file's folder (voicebot/config.py).
-PATH_SETTINGS = (
-    "flow_dir",
-    "sessions_dir",
-    "endpoint.turn_model",
-    "asr.whisper_models_dir",
-    "asr.vosk_models_dir",
-    "nlu.models_dir",
-    "nlu.data_dir",
-    "tts.voices_dir",
-    "tts.cache_dir",
-)
+# The line `voicebot serve` logs at start-up for its SIP listener: the address callers dial.
+SIP_LINE = r"^sip\s+(sip:ivr@\S+:\d+)"
 
 
 @dataclass(frozen=True)
@@ -127,144 +105,6 @@ def percentile(values: list[float], q: float) -> int | None:
         return None
     ordered = sorted(values)
     return round(ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))])
-
-
-# ----- the server ---------------------------------------------------------------------------------
-
-
-def _setting(config: Any, dotted: str) -> Any:
-    for part in dotted.split("."):
-        config = getattr(config, part)
-    return config
-
-
-def write_settings(folder: Path) -> Path:
-    """The project's settings with a temporary data directory and SIP on a port the system picks.
-
-    Written as JSON (which is YAML) into ``folder``; every path setting made absolute so that it
-    still names the project's models, flow and NLU data."""
-    config = load_config()  # voicebot.yml in the project, else the defaults
-    settings = json.loads(config.json())
-    for dotted in PATH_SETTINGS:
-        *parents, key = dotted.split(".")
-        section = settings
-        for parent in parents:
-            section = section[parent]
-        section[key] = str(config.path(section[key]).resolve())
-    settings["data_dir"] = str(folder / "var")
-    settings["telephony"]["sip"].update(port=0, host="127.0.0.1")
-    path = folder / "voicebot.yml"
-    path.write_text(json.dumps(settings, indent=2))
-    written = load_config(path)
-    for dotted in PATH_SETTINGS:  # the move to another folder must not have moved anything
-        assert written.path(_setting(written, dotted)) == config.path(_setting(config, dotted)).resolve()
-    return path
-
-
-class SipServer:
-    """`voicebot serve --no-audiosocket` in its own process group, SIP on a port 0 it prints."""
-
-    def __init__(self) -> None:
-        self.folder = Path(tempfile.mkdtemp(prefix="voicebot-bench-sip-"))
-        self.settings_path = write_settings(self.folder)
-        self.http_port = free_port()
-        self.log_path = self.folder / "server.log"
-        self.sip_uri = ""
-        self.ready_s = 0.0
-        self.process: subprocess.Popen[bytes] | None = None
-        self._log: IO[bytes] | None = None
-
-    @property
-    def pid(self) -> int:
-        assert self.process is not None
-        return self.process.pid
-
-    @property
-    def storage_path(self) -> Path:
-        return self.folder / "var" / "voicebot.sqlite"
-
-    def start(self) -> None:
-        self._log = self.log_path.open("wb")
-        command = [voicebot_command(), "--config", str(self.settings_path), "serve"]
-        command += ["--host", "127.0.0.1", "--port", str(self.http_port), "--no-audiosocket"]
-        # Its own session: Ctrl-C here does not reach it (stop() shuts it down in order).
-        self.process = subprocess.Popen(
-            command,
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        started = time.monotonic()
-        line = re.compile(r"^sip\s+(sip:ivr@\S+:\d+)", re.MULTILINE)
-        while time.monotonic() - started < READY_TIMEOUT_S:
-            if self.process.poll() is not None:
-                raise RuntimeError(
-                    f"voicebot serve exited with {self.process.returncode}:\n{self.log_tail()}"
-                )
-            if not self.sip_uri and (found := line.search(self.log_path.read_text(errors="replace"))):
-                self.sip_uri = found.group(1)
-            if self.sip_uri and self._http_ready():  # the SIP line comes first, at start-up
-                self.ready_s = time.monotonic() - started
-                return
-            time.sleep(0.25)
-        raise RuntimeError(f"voicebot serve not ready after {READY_TIMEOUT_S:.0f} s:\n{self.log_tail()}")
-
-    def _http_ready(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/metrics", timeout=2) as response:
-                return response.status == 200
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            return False
-
-    def log_tail(self, lines: int = 30) -> str:
-        with contextlib.suppress(OSError):
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        return ""
-
-    def stop(self) -> None:
-        """SIGINT (aiohttp's graceful shutdown), SIGTERM, then SIGKILL to its process group."""
-        process = self.process
-        try:
-            if process is not None:
-                for sig in (signal.SIGINT, signal.SIGTERM):
-                    if process.poll() is None:
-                        process.send_signal(sig)
-                        with contextlib.suppress(subprocess.TimeoutExpired):
-                            process.wait(STOP_TIMEOUT_S)
-                if process.poll() is None:
-                    process.kill()
-                    process.wait()
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(process.pid, signal.SIGKILL)  # any helper it left in its own group
-        finally:
-            if self._log is not None:
-                self._log.close()
-
-    def cleanup(self) -> None:
-        shutil.rmtree(self.folder, ignore_errors=True)
-
-    def traces(self, caller_ids: list[str], since: float) -> dict[str, list[dict[str, Any]]]:
-        """Each caller's stored trace (the server writes it when the call ends), by caller id."""
-        found: dict[str, list[dict[str, Any]]] = {}
-        deadline = time.monotonic() + TRACE_TIMEOUT_S
-        db = sqlite3.connect(f"file:{self.storage_path}?mode=ro", uri=True, timeout=10)
-        try:
-            for caller_id in caller_ids:
-                while True:
-                    rows = db.execute(
-                        "SELECT e.data FROM calls c JOIN trace_events e ON e.call_id = c.call_id"
-                        " WHERE c.caller_id = ? AND c.started_at >= ? ORDER BY e.id",
-                        (caller_id, since),
-                    ).fetchall()
-                    events = [json.loads(data) for (data,) in rows]
-                    if any(e["type"] == "call_ended" for e in events) or time.monotonic() > deadline:
-                        found[caller_id] = events
-                        break
-                    time.sleep(0.2)
-        finally:
-            db.close()
-        return found
 
 
 # ----- recordings, while they are written ---------------------------------------------------------
@@ -496,7 +336,7 @@ def measure(call: Call, listen_s: float) -> dict[str, Any]:
 
 
 def run_level(
-    server: SipServer, clips: list[np.ndarray], callers: int, listen_s: float, workdir: Path
+    server: ServerProcess, clips: list[np.ndarray], callers: int, listen_s: float, workdir: Path
 ) -> dict[str, Any]:
     stop = threading.Event()
     calls = []
@@ -514,7 +354,7 @@ def run_level(
         probe.start()
         dial_at = time.monotonic() + 0.5
         with ThreadPoolExecutor(max_workers=callers, thread_name_prefix="caller") as pool:
-            futures = [pool.submit(place_call, c, server.sip_uri, dial_at, listen_s, stop) for c in calls]
+            futures = [pool.submit(place_call, c, server.announced, dial_at, listen_s, stop) for c in calls]
             try:
                 for future in futures:
                     future.result()
@@ -532,7 +372,7 @@ def run_level(
     wall = time.monotonic() - started
     server_cpu = tree_cpu_s(server.pid) - cpu_before
     results = [measure(call, listen_s) for call in calls]
-    traces = server.traces([c.caller_id for c in calls if c.established], since)
+    traces = server.caller_traces([c.caller_id for c in calls if c.established], since)
     for result in results:
         server_view(result, traces.get(result["caller"], []))
     return summarise(callers, results, round(100 * server_cpu / wall / 2))
@@ -611,14 +451,21 @@ def main() -> None:
         raise SystemExit("baresip is not installed (make setup)")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwinds like Ctrl-C: finally runs
     clips = [synthesise(r) for r in REQUESTS]
-    server = SipServer()
+    # A temporary data directory, SIP on a port the system picks (the server logs it), no AudioSocket.
+    server = ServerProcess(
+        load_config(),  # voicebot.yml in the project, else the defaults
+        tag="sip",
+        settings={"telephony.sip.port": 0, "telephony.sip.host": "127.0.0.1"},
+        serve_args=["--no-audiosocket"],
+        announce=SIP_LINE,
+    )
     failure: BaseException | None = None
     try:
         server.start()
-        print(f"server ready in {server.ready_s:.0f} s at {server.sip_uri}", flush=True)
+        print(f"server ready in {server.ready_s:.0f} s at {server.announced}", flush=True)
         levels = []
         for callers in args.levels:
-            levels.append(run_level(server, clips, callers, args.seconds, server.folder / "calls"))
+            levels.append(run_level(server, clips, callers, args.seconds, server.data_dir / "calls"))
             print(f"{callers} callers: {json.dumps({k: v for k, v in levels[-1].items() if k != 'calls'})}")
             time.sleep(2)  # the last calls' bookkeeping, before the next level dials
     except BaseException as exc:
@@ -628,7 +475,7 @@ def main() -> None:
         server.stop()  # the phones were stopped by run_level
         if isinstance(failure, Exception):  # not Ctrl-C or SIGTERM: keep what explains it
             print(f"server log ({server.log_path}):\n{server.log_tail()}", file=sys.stderr)
-            print(f"kept {server.folder} (recordings, baresip logs, server log)", file=sys.stderr)
+            print(f"kept {server.data_dir} (recordings, baresip logs, server log)", file=sys.stderr)
         elif not args.keep:
             server.cleanup()
     report = {
