@@ -340,6 +340,10 @@ def test_digest_authentication_of_invites() -> None:
             assert (await peer.final()).code == 401 and calls == []
             peer.send("INVITE", branch="z9hG4bKd3", body=offer(peer.port), extra=authorization("s3cret"))
             assert (await peer.final()).code == 200 and len(calls) == 1
+            # The same credentials again (a captured INVITE replayed as a new call): refused.
+            peer.send("INVITE", call_id="c2", branch="z9hG4bKd4", body=offer(peer.port),
+                      extra=authorization("s3cret"))  # fmt: skip
+            assert (await peer.final()).code == 401 and len(calls) == 1
             peer.close()
 
     run(scenario())

@@ -211,6 +211,9 @@ class SipUserAgent:
         self._client: dict[str, asyncio.Queue[Response]] = {}  # our requests' branches -> their answers
         self._invites = TokenBucket(settings.max_invites_per_s, max(1.0, settings.max_invites_per_s))
         self._secret = secrets.token_bytes(16)
+        # Credentials already accepted (nonce, nc, cnonce) -> when: each is good for one call only,
+        # so a captured INVITE cannot be replayed. Entries leave when their nonce expires.
+        self._used_credentials: OrderedDict[tuple[str, str, str], float] = OrderedDict()
         self._udp: asyncio.DatagramTransport | None = None
         self._tcp: asyncio.base_events.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -588,7 +591,20 @@ class SipUserAgent:
             expected = md5(f"{ha1}:{nonce}:{p.get('nc', '')}:{p.get('cnonce', '')}:auth:{ha2}")
         else:
             expected = md5(f"{ha1}:{nonce}:{ha2}")
-        return hmac.compare_digest(expected, p.get("response", ""))
+        if not hmac.compare_digest(expected, p.get("response", "")):
+            return False
+        return self._first_use((nonce, p.get("nc", ""), p.get("cnonce", "")))
+
+    def _first_use(self, credentials: tuple[str, str, str]) -> bool:
+        now = time.time()
+        used = self._used_credentials
+        while used and next(iter(used.values())) < now - NONCE_LIFETIME_S:
+            used.popitem(last=False)
+        if credentials in used:
+            log.warning("SIP digest credentials replayed; refused")
+            return False
+        used[credentials] = now
+        return True
 
     # ----- our requests in a dialog (BYE, REFER) --------------------------------------------------
 
