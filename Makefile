@@ -23,3 +23,4 @@ lint: setup
 bench: setup
 	.venv/bin/python scripts/bench_latency.py
 	.venv/bin/python scripts/bench_sip.py
+	.venv/bin/python scripts/bench_languages.py

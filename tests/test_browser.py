@@ -8,6 +8,7 @@ import dataclasses
 import os
 import shutil
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,8 +20,10 @@ from tests.baresip import BaresipPhone, phones_available, rms
 from voicebot.audio import SAMPLE_RATE
 from voicebot.audio.wav import write_wav
 from voicebot.engines import Engines
+from voicebot.handoff.record import HandoffRecord, TranscriptLine
 from voicebot.server.app import VoicebotServer
 from voicebot.server.auth import make_account
+from voicebot.server.contact_center import AgentDesk
 from voicebot.tts.base import Synthesizer
 from voicebot.tts.piper_engine import synthesize_all
 
@@ -135,7 +138,8 @@ def test_spoken_request_reaches_an_agent_with_screen_pop_and_two_way_audio(
         assert agent.inner_text("#pop-reason") == "caller_request"
         assert "talk_to_agent" in agent.inner_text("#pop-intents")
         assert "person" in agent.inner_text("#pop-transcript").lower()
-        assert agent.inner_text("#pop-language") == "en"
+        assert agent.inner_text("#pop-language") == "English"  # the caller's language by its own name
+        assert agent.get_attribute("#pop-language", "lang") == "en"
         snapshot(agent, "agent-desk-offer-screen-pop")
         snapshot(caller, "softphone-in-queue")
         agent.click("#accept")
@@ -232,5 +236,124 @@ def test_second_caller_abandons_and_a_callback_survives_a_restart(
         assert kpis["calls"] == 2 and kpis["abandoned"] == 1 and kpis["callbacks"] == 1
         [callback] = server.server.storage.pending_callbacks()
         assert callback.record["reason"] == "caller_request" and callback.record["transcript"]
+    finally:
+        server.stop()
+
+
+class QueuedCaller:
+    """A caller waiting in the queue without a media call (a CallerLink): the desk's view only."""
+
+    def __init__(self, call_id: str) -> None:
+        self.call_id = call_id
+
+    def connect_agent(self, agent: AgentDesk) -> None:
+        pass
+
+    def agent_hung_up(self) -> None:
+        pass
+
+
+def queue_call(server: ServerThread, record: HandoffRecord) -> None:
+    async def enqueue() -> None:
+        server.server.center.enqueue(QueuedCaller(record.call_id), record)
+
+    asyncio.run_coroutine_threadsafe(enqueue(), server.loop).result(timeout=60)
+
+
+def desk_of(browser: playwright.Browser, server: ServerThread, username: str) -> playwright.Page:
+    page = browser.new_context().new_page()
+    log_in(page, server.url, "/agent", username)
+    page.click("#ready")
+    page.wait_for_function("window.desk.state === 'ready'", timeout=WAIT_MS)
+    return page
+
+
+def test_screen_pops_in_the_agents_ui_language_with_the_callers_script_and_direction(
+    engines: Engines, browser: playwright.Browser, tmp_path: Path
+) -> None:
+    server = ServerThread(engines, tmp_path)
+    try:
+        storage = server.server.storage
+        storage.save_agent(make_account("paco", "paco-password", "agent", languages=["es"], ui_language="es"))
+        storage.save_agent(
+            make_account("shirin", "shirin-password", "agent", languages=["fa"], ui_language="fa")
+        )
+        paco, shirin = desk_of(browser, server, "paco"), desk_of(browser, server, "shirin")
+        assert paco.inner_text("#ready") == "Disponible" and paco.inner_text("#state") == "disponible"
+
+        spanish = [
+            TranscriptLine("Bot", "¿En qué le puedo ayudar?"),
+            TranscriptLine("Caller", "perdí mi tarjeta"),
+        ]
+        queue_call(
+            server,
+            HandoffRecord(
+                "call-es", "caller_request", "cards", "+1555", "es", "identified", transcript=spanish
+            ),
+        )
+        paco.wait_for_function("window.desk.offer !== null", timeout=WAIT_MS)
+        assert paco.inner_text("#pop-language") == "Español"
+        pop = paco.inner_text("#offer")
+        for label in (
+            "Llamada entrante",
+            "Motivo:",
+            "Idioma:",
+            "Autenticación:",
+            "Transcripción",
+            "Cliente:",
+        ):
+            assert label in pop
+        assert "Reason" not in pop and "Transcript" not in pop
+        assert paco.inner_text("#accept") == "Aceptar"
+        lines = paco.locator("#pop-transcript .line-text")
+        assert lines.all_inner_texts() == ["¿En qué le puedo ayudar?", "perdí mi tarjeta"]
+        assert (lines.nth(1).get_attribute("lang"), lines.nth(1).get_attribute("dir")) == ("es", "ltr")
+        assert paco.locator("#pop-transcript .line b").first.inner_text().strip() == "Bot:"
+        snapshot(paco, "agent-desk-spanish-screen-pop")
+
+        persian = [TranscriptLine("Caller", "کارتم را گم کردم"), TranscriptLine("Caller", "(pressed 0)")]
+        queue_call(
+            server,
+            HandoffRecord("call-fa", "caller_request", "general", "+1555", "fa", "none", transcript=persian),
+        )
+        shirin.wait_for_function("window.desk.offer !== null", timeout=WAIT_MS)
+        assert shirin.evaluate("[document.documentElement.lang, document.documentElement.dir]") == [
+            "fa",
+            "rtl",
+        ]
+        assert shirin.inner_text("#pop-language") == "فارسی"
+        assert "متن گفتگو" in shirin.inner_text("#offer")  # Transcript, in Persian
+        persian, keyed = shirin.locator("#pop-transcript .line-text").all()
+        assert (persian.get_attribute("dir"), persian.get_attribute("lang")) == ("rtl", "fa")
+        assert keyed.get_attribute("dir") == "ltr"  # Latin text in a Persian call stays left to right
+        assert paco.evaluate("window.desk.messages.filter(m => m.type === 'offer').length") == 1
+        snapshot(shirin, "agent-desk-persian-screen-pop")
+    finally:
+        server.stop()
+
+
+def test_dashboard_splits_the_figures_by_language(
+    engines: Engines, browser: playwright.Browser, tmp_path: Path
+) -> None:
+    server = ServerThread(engines, tmp_path)
+    try:
+        add_accounts(server)
+        storage = server.server.storage
+        now = time.time()
+        for call_id, language, outcome in (
+            ("a", "en", "contained"),
+            ("b", "es", "contained"),
+            ("c", "es", "x"),
+        ):
+            storage.call_started(call_id, "+1555", language, at=now - 60)
+            storage.call_ended(call_id, "escalated" if outcome == "x" else outcome, "test", at=now - 30)
+        dashboard = browser.new_context().new_page()
+        log_in(dashboard, server.url, "/dashboard", "sue")
+        dashboard.wait_for_selector("#by-language tr[data-language='es']", timeout=WAIT_MS)
+        spanish = dashboard.locator("#by-language tr[data-language='es'] td").all_inner_texts()
+        assert spanish[:3] == ["Español (es)", "2", "50.0 %"]  # language, calls, containment
+        english = dashboard.locator("#by-language tr[data-language='en'] td").all_inner_texts()
+        assert english[:3] == ["English (en)", "1", "100.0 %"]
+        snapshot(dashboard, "dashboard-by-language")
     finally:
         server.stop()

@@ -6,13 +6,15 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 from voicebot.config import load_config
 from voicebot.scenarios import load_scenario
 
 CONFIG = load_config()
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIO_FILES = sorted(
-    [*(ROOT / "tests" / "scenarios").glob("*.yml"), *(ROOT / "prompts" / "demo").glob("*.yml")]
+    [*(ROOT / "tests" / "scenarios").rglob("*.yml"), *(ROOT / "prompts" / "demo").glob("*.yml")]
 )
 
 
@@ -21,12 +23,12 @@ def normalised(text: str) -> str:
     return " ".join(re.sub(r"[^\w\s]", "", text.lower()).split())
 
 
-def training_sentences(language: str) -> dict[str, str]:
+def training_sentences(language: str, folder: str = "") -> dict[str, str]:
     """Every training example of the language (Rasa's reader strips the entity markup) -> its intent;
-    the held-out test set is not training data."""
+    the held-out test set (``folder="test"``) is not training data."""
     from rasa.shared.nlu.training_data.loading import load_data
 
-    data = load_data(str(CONFIG.path(CONFIG.nlu.data_dir) / language))
+    data = load_data(str(CONFIG.path(CONFIG.nlu.data_dir) / folder / language))
     return {normalised(message.get("text")): message.get("intent") for message in data.intent_examples}
 
 
@@ -42,7 +44,10 @@ def test_training_sentences_are_read_without_entity_markup() -> None:
 
 
 def test_no_scripted_caller_line_is_a_training_example() -> None:
-    trained = training_sentences(CONFIG.language)
+    # Any language's: a Spanish line may be said on an English call (language detection).
+    trained = {
+        text: intent for language in CONFIG.languages for text, intent in training_sentences(language).items()
+    }
     assert SCENARIO_FILES
     found = [
         f"{scenario.path.relative_to(ROOT)}:{turn.line}: {turn.say!r} is a training example of {intent}"
@@ -51,3 +56,12 @@ def test_no_scripted_caller_line_is_a_training_example() -> None:
         if turn.say and (intent := trained.get(normalised(turn.say)))
     ]
     assert not found, "\n".join(found)
+
+
+@pytest.mark.parametrize("language", CONFIG.languages)
+def test_no_held_out_sentence_is_a_training_example(language: str) -> None:
+    trained = training_sentences(language)
+    held_out = training_sentences(language, folder="test")
+    assert len(held_out) > 100
+    leaked = sorted(text for text in held_out if text in trained)
+    assert not leaked, f"{language}: held-out sentences in the training data: {leaked}"

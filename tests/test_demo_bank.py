@@ -9,21 +9,26 @@ from pathlib import Path
 
 import pytest
 
-from voicebot.config import Config
+from voicebot.config import PROJECT_ROOT, Config
 from voicebot.demo import database_path
 from voicebot.demo.actions import register_bank_actions
 from voicebot.demo.bank import AcmeBank, BusinessRuleError, seed
 from voicebot.dialogue.actions import ActionContext, ActionRegistry, ActionResult
+from voicebot.dialogue.flow import load_flow
 from voicebot.engines import load_actions
 from voicebot.errors import DataFileError
 from voicebot.tts.speech_format import (
+    ordinal,
     spoken_date,
+    spoken_digits,
     spoken_list,
     spoken_money,
+    spoken_percent,
     spoken_time,
     spoken_weekly_hours,
 )
 
+PROMPTS = load_flow(PROJECT_ROOT / "prompts").languages
 JANE = "12345678"
 JOHN = "87654321"
 
@@ -41,9 +46,13 @@ def registry(bank: AcmeBank) -> ActionRegistry:
 
 
 def run_action(
-    registry: ActionRegistry, name: str, account: str | None = JANE, **slots: object
+    registry: ActionRegistry, name: str, account: str | None = JANE, language: str = "en", **slots: object
 ) -> ActionResult:
-    return registry.run(name, ActionContext(slots=dict(slots), caller_id="+15550100000", account=account))
+    words = PROMPTS[language].value_words if language in PROMPTS else {}
+    context = ActionContext(
+        slots=dict(slots), caller_id="+15550100000", account=account, language=language, value_words=words
+    )
+    return registry.run(name, context)
 
 
 def table_counts(db_path: Path) -> dict[str, int]:
@@ -218,6 +227,100 @@ def test_spoken_list() -> None:
     assert spoken_list(["a", "b", "c"]) == "a, b, and c"
 
 
+@pytest.mark.parametrize(
+    ("cents", "language", "spoken"),
+    [
+        (254_075, "es", "dos mil quinientos cuarenta dólares con setenta y cinco centavos"),
+        (100, "es", "un dólar"),
+        (2_100, "es", "veintiún dólares"),
+        (3_101, "es", "treinta y un dólares con un centavo"),
+        (2_100_000, "es", "veintiún mil dólares"),
+        (100_000_000, "es", "un millón de dólares"),
+        (150_000_000, "es", "un millón quinientos mil dólares"),
+        (0, "es", "cero dólares"),
+        (-2_550, "es-MX", "menos veinticinco dólares con cincuenta centavos"),
+        (254_075, "fa", "دو هزار و پانصد و چهل دلار و هفتاد و پنج سنت"),
+        (1, "fa", "یک سنت"),
+        (150_000_000, "fa", "یک میلیون و پانصد هزار دلار"),
+        (-2_550, "fa", "منفی بیست و پنج دلار و پنجاه سنت"),
+        (123_456, "de", "1,234 dollars and 56 cents"),  # not spoken here: English
+    ],
+)
+def test_spoken_money_per_language(cents: int, language: str, spoken: str) -> None:
+    assert spoken_money(cents, language=language) == spoken
+
+
+def test_spoken_dates_times_and_ordinals_per_language() -> None:
+    days = (1, 3, 21, 30)
+    assert [spoken_date(date(2024, 3, d), language="es") for d in days] == [
+        "primero de marzo",
+        "tres de marzo",
+        "veintiuno de marzo",
+        "treinta de marzo",
+    ]
+    # Persian words for the Gregorian date (no calendar conversion); 30th is سی‌ام, not "سیم".
+    assert [spoken_date(date(2024, 3, d), language="fa") for d in days] == [
+        "یکم مارس",
+        "سوم مارس",
+        "بیست و یکم مارس",
+        "سی\u200cام مارس",
+    ]
+    assert [ordinal(n, language="es") for n in (1, 3, 11)] == ["primero", "tercero", "decimoprimero"]
+    assert [ordinal(n, language="fa") for n in (2, 3, 23)] == ["دوم", "سوم", "بیست و سوم"]
+    moments = (time(9), time(13), time(17, 30), time(12), time(0), time(8, 15))
+    assert [spoken_time(m, language="es") for m in moments] == [
+        "las nueve de la mañana",
+        "la una de la tarde",
+        "las cinco y media de la tarde",
+        "las doce del mediodía",
+        "las doce de la noche",
+        "las ocho y cuarto de la mañana",
+    ]
+    assert [spoken_time(m, language="fa") for m in moments] == [
+        "ساعت نه صبح",
+        "ساعت یک بعدازظهر",
+        "ساعت پنج و نیم عصر",
+        "ساعت دوازده ظهر",
+        "ساعت دوازده شب",
+        "ساعت هشت و ربع صبح",
+    ]
+
+
+def test_spoken_digits_percent_and_lists_per_language() -> None:
+    assert spoken_digits("4821", language="es") == "cuatro ocho dos uno"
+    assert spoken_digits("۰۹۱۲", language="fa") == "صفر نه یک دو"
+    assert spoken_digits("۰۹۱۲") == "0 9 1 2"
+    assert [spoken_percent(bp, language="es") for bp in (425, 500, 405)] == [
+        "cuatro punto veinticinco por ciento",
+        "cinco por ciento",
+        "cuatro punto cero cinco por ciento",
+    ]
+    assert [spoken_percent(bp, language="fa") for bp in (425, 450)] == [
+        "چهار ممیز بیست و پنج درصد",
+        "چهار و نیم درصد",
+    ]
+    assert spoken_list(["a", "b"], language="es") == "a y b"
+    assert spoken_list(["a", "b", "c"], language="es") == "a, b y c"
+    assert spoken_list(["agua", "Inés"], language="es") == "agua e Inés"
+    assert spoken_list(["الف", "ب", "ج"], language="fa") == "الف، ب و ج"
+
+
+def test_spoken_weekly_hours_per_language() -> None:
+    hours = [*((day, time(9), time(17)) for day in range(5)), (5, time(9), time(13))]
+    assert spoken_weekly_hours(hours, language="es") == (
+        "de lunes a viernes de nueve de la mañana a cinco de la tarde"
+        " y los sábados de nueve de la mañana a una de la tarde"
+    )
+    assert spoken_weekly_hours(hours, language="fa") == (
+        "از دوشنبه تا جمعه از ساعت نه صبح تا پنج عصر و شنبه از ساعت نه صبح تا یک بعدازظهر"
+    )
+    weekend = [(5, time(10), time(14)), (6, time(10), time(14))]
+    assert (
+        spoken_weekly_hours(weekend, language="es")
+        == "los sábados y domingos de diez de la mañana a dos de la tarde"
+    )
+
+
 # --- actions ---------------------------------------------------------------------------------------
 
 
@@ -351,6 +454,77 @@ def test_dispute_charge_by_amount_or_latest(registry: ActionRegistry, bank: Acme
     references = [request.reference for request in bank.service_requests(JANE)]
     assert [by_amount["reference"], latest["reference"]] == [" ".join(ref) for ref in references]
     assert run_action(registry, "dispute_charge", amount=1.23).error_prompt == "dispute_not_found"
+
+
+def test_actions_speak_the_call_language(registry: ActionRegistry) -> None:
+    """The demo's own words come from voicebot/demo/phrases.py, the numbers from speech_format; the
+    values it returns stay canonical, and the prompts say them in the language (value_words)."""
+    balance = run_action(registry, "get_balance", language="es").values
+    assert balance == {
+        "account_type": "checking",
+        "balance": "dos mil quinientos cuarenta dólares con setenta y cinco centavos",
+    }
+    said = PROMPTS["es"].render("balance_result", balance)
+    assert said.startswith("El saldo de su cuenta corriente es de dos mil quinientos")
+    transactions = run_action(registry, "get_recent_transactions", language="es").values["transactions"]
+    assert transactions == (
+        "cuarenta y cinco dólares con veinte centavos a Grocery Mart el tres de noviembre, "
+        "veintitrés dólares con noventa y nueve centavos a Book Nook el dos de noviembre "
+        "y cuatro dólares con setenta y cinco centavos a Corner Cafe el primero de noviembre"
+    )
+    transfer = run_action(
+        registry, "transfer_funds", language="es", amount=250.0, from_account="checking", to_account="savings"
+    ).values
+    assert transfer == {
+        "amount": "doscientos cincuenta dólares",
+        "from_account": "checking",
+        "to_account": "savings",
+        "new_balance": "dos mil doscientos noventa dólares con setenta y cinco centavos",
+    }
+    # The transfer's own transaction names the other account in Spanish too.
+    latest = run_action(registry, "get_recent_transactions", language="es").values["transactions"]
+    assert latest.startswith("doscientos cincuenta dólares de su cuenta corriente el ")
+    assert ", doscientos cincuenta dólares a su cuenta de ahorros el " in latest
+    card = run_action(registry, "block_card", language="es").values
+    assert card == {"card_type": "debit", "card_ending": "cuatro ocho dos uno"}
+    assert "Su tarjeta de débito terminada en cuatro ocho dos uno" in PROMPTS["es"].render(
+        "card_blocked", card
+    )
+    hours = run_action(registry, "branch_hours", account=None, language="es", branch="oak park").values
+    assert hours["hours"] == (
+        "de lunes a viernes de diez de la mañana a seis de la tarde y los sábados de diez de la mañana a dos"
+        " de la tarde"
+    )
+    opening = run_action(registry, "open_account_info", account=None, language="es").values
+    assert opening["details"] == (
+        "Puede abrir una cuenta en cualquier sucursal con una identificación oficial con foto y un"
+        " comprobante de domicilio, y un depósito inicial de al menos veinticinco dólares. Nuestra cuenta"
+        " de ahorros paga actualmente cuatro punto veinticinco por ciento al año."
+    )
+    loans = run_action(registry, "loan_info", account=None, language="es").values["details"]
+    # "y" is said "e" before an /i/ sound: "... e hipotecas".
+    assert loans.startswith(
+        "Ofrecemos préstamos personales desde ocho punto noventa y nueve por ciento, préstamos para auto"
+        " desde seis punto cuarenta y nueve por ciento e hipotecas desde seis punto setenta y cinco por"
+        " ciento al año."
+    )
+    dispute = run_action(registry, "dispute_charge", language="es", amount=15.99).values
+    assert (dispute["amount"], dispute["date"]) == (
+        "quince dólares con noventa y nueve centavos",
+        "treinta de octubre",
+    )
+    assert not any(ch.isdigit() for ch in dispute["reference"])
+
+
+def test_actions_speak_persian(registry: ActionRegistry) -> None:
+    balance = run_action(registry, "get_balance", language="fa").values
+    assert balance == {"account_type": "checking", "balance": "دو هزار و پانصد و چهل دلار و هفتاد و پنج سنت"}
+    assert "جاری" in PROMPTS["fa"].render("balance_result", balance)
+    transactions = run_action(registry, "get_recent_transactions", language="fa").values["transactions"]
+    assert transactions.startswith("چهل و پنج دلار و بیست سنت به Grocery Mart در سوم نوامبر، ")
+    assert transactions.endswith(" و چهار دلار و هفتاد و پنج سنت به Corner Cafe در یکم نوامبر")
+    hours = run_action(registry, "branch_hours", account=None, language="fa", branch="oak park").values
+    assert hours["hours"] == "از دوشنبه تا جمعه از ساعت ده صبح تا شش عصر و شنبه از ساعت ده صبح تا دو بعدازظهر"
 
 
 # --- the demo as an actions plugin ------------------------------------------------------------------

@@ -13,13 +13,20 @@ import pytest
 
 from voicebot.config import PROJECT_ROOT, Config
 from voicebot.designer.commands import add_commands
-from voicebot.designer.report import Prediction, supported_thresholds
+from voicebot.designer.report import (
+    NluReport,
+    Prediction,
+    Thresholds,
+    accuracy_by_intent,
+    supported_thresholds,
+    write_overview,
+)
 from voicebot.designer.validate import ERROR, WARNING, Finding, validate_project
 from voicebot.dialogue.actions import ActionRegistry
 from voicebot.dialogue.flow import load_flow
 from voicebot.dialogue.manager import DialogueManager, Say
 from voicebot.events import CallEvent, DialogueTransition
-from voicebot.nlu.rasa_engine import RasaNlu, latest_model, train
+from voicebot.nlu.rasa_engine import RasaNlu, languages, latest_model, train
 
 # A task the demo bank does not have yet, worded unlike any existing intent (loan_info already
 # covers mortgage rates, so a mortgage intent would test the data's overlap rather than the tools).
@@ -87,13 +94,39 @@ def add_new_intent(config: Config, examples: list[str]) -> None:
 
 
 def add_new_node(config: Config) -> None:
+    """The new node in the flow, and its prompt and intent label in every language's prompts."""
     with flow_path(config).open("a") as flow:
         flow.write(NEW_NODE)
-    prompts = flow_path(config, "en.yml")
-    text = prompts.read_text().replace(
-        "\nprompts:\n", "\nprompts:\n  checkbook_ordered: Your new checkbook is on its way.\n"
-    )
-    prompts.write_text(text + f"  {NEW_INTENT}: order a checkbook\n")  # the file ends with intent_labels
+    for prompts in sorted(config.path(config.flow_dir).glob("*.yml")):
+        if prompts.name != "flow.yml":
+            add_prompt(prompts, "checkbook_ordered", "Your new checkbook is on its way.")
+            with prompts.open("a") as file:
+                file.write(f"  {NEW_INTENT}: order a checkbook\n")  # each file ends with intent_labels
+
+
+def add_prompt(path: Path, prompt_id: str, text: str) -> None:
+    content = path.read_text()
+    assert "\nprompts:\n" in content
+    path.write_text(content.replace("\nprompts:\n", f"\nprompts:\n  {prompt_id}: {text}\n", 1))
+
+
+def remove_prompt(path: Path, prompt_id: str) -> None:
+    """Deletes a prompt's key line and its continuation lines (indented deeper)."""
+    lines = path.read_text().splitlines(keepends=True)
+    first = next(n for n, line in enumerate(lines) if line.startswith(f"  {prompt_id}:"))
+    last = first + 1
+    while last < len(lines) and lines[last].startswith("   "):
+        last += 1
+    path.write_text("".join(lines[:first] + lines[last:]))
+
+
+def only_languages(config: Config, *keep: str) -> None:
+    """Leaves the NLU data of ``keep`` only in a scratch project (the prompts stay: the flow's language
+    keys need them)."""
+    for language in languages(config.path(config.nlu.data_dir)):
+        if language not in keep:
+            shutil.rmtree(data_path(config, language))
+            data_path(config, "config", f"{language}.yml").unlink()
 
 
 def errors(findings: list[Finding]) -> list[Finding]:
@@ -133,17 +166,61 @@ def test_broken_yaml_gives_one_error_with_file_and_line(
     assert int(match[1]) > lines_before  # the line is in the part that broke the file
 
 
-def test_intent_routed_but_never_trained_is_one_error_at_its_flow_line(
+def test_intent_routed_but_never_trained_is_one_error_per_language_at_its_flow_line(
     project: Config, capsys: pytest.CaptureFixture[str]
 ) -> None:
     add_new_node(project)
     code, out, _ = run_command(["validate"], project, capsys)
     assert code == 1
     line = line_of(flow_path(project), f"intent: {NEW_INTENT}")
-    assert out.splitlines()[:-1] == [
+    assert [line for line in out.splitlines() if ": error: " in line] == [
         f"{flow_path(project)}:{line}: error: node '{NEW_INTENT}' uses intent '{NEW_INTENT}', which the NLU "
-        f"data ({data_path(project, 'en')}) does not define"
+        f"data ({data_path(project, language)}) does not define"
+        for language in ("en", "es", "fa")
     ]
+
+
+def test_missing_spanish_prompt_and_persian_intent_are_reported_where_they_are(project: Config) -> None:
+    spanish, persian, english = (flow_path(project, f"{language}.yml") for language in ("es", "fa", "en"))
+    remove_prompt(spanish, "balance_result")  # the flow's check_balance node says it
+    loans = data_path(project, "fa", "loans.yml")
+    loans.write_text(loans.read_text().replace("- intent: loan_info\n", "- intent: loan_info_renamed\n"))
+    add_prompt(persian, "only_in_persian", "فقط فارسی")  # and the other way round:
+    add_prompt(english, "only_in_english", "English only.")  # keys one file has, unused by the flow
+    # Two Spanish intents whose examples differ in accents only: one feature for the model.
+    data_path(project, "es", "checkbooks.yml").write_text(
+        'version: "3.1"\nnlu:\n- intent: order_checkbook\n  examples: |\n    - cuánto cuesta una chequera\n'
+        "- intent: checkbook_price\n  examples: |\n    - Cuanto  cuesta una chequera\n"
+    )
+
+    findings = validate_project(project)
+    located = {(f.severity, f.path, f.line, f.message) for f in findings}
+    flow = flow_path(project)
+    assert (
+        ERROR, spanish, line_of(spanish, "prompts:"),
+        f"prompt 'balance_result' is used by the flow ({flow}) but not defined here",
+    ) in located  # fmt: skip
+    assert (
+        ERROR, flow, line_of(flow, "intent: loan_info"),
+        f"node 'loan_info' uses intent 'loan_info', which the NLU data ({data_path(project, 'fa')}) does "
+        "not define",
+    ) in located  # fmt: skip
+    assert (
+        WARNING, persian, line_of(persian, "only_in_persian: .*"),
+        f"prompt 'only_in_persian' is not in {english} (the default language's)",
+    ) in located  # fmt: skip
+    for other in (spanish, persian):
+        assert (
+            WARNING, other, line_of(other, "prompts:"),
+            f"prompt 'only_in_english' is in {english}:{line_of(english, 'only_in_english: .*')} but "
+            "missing here",
+        ) in located  # fmt: skip
+    checkbooks = data_path(project, "es", "checkbooks.yml")
+    assert any(
+        (f.severity, f.path, f.line) == (ERROR, checkbooks, 5) and "'checkbook_price'" in f.message
+        for f in findings
+    )
+    assert not [f for f in errors(findings) if f.path == english]  # only the languages that lack them
 
 
 def test_designer_mistakes_are_each_reported_where_they_are(project: Config) -> None:
@@ -179,6 +256,7 @@ def test_designer_mistakes_are_each_reported_where_they_are(project: Config) -> 
 def test_new_intent_validates_trains_and_routes_a_new_phrase(
     project: Config, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    only_languages(project, "en")  # an English designer's change; the other languages need their own data
     add_new_intent(project, NEW_EXAMPLES)
     add_new_node(project)
     code, out, _ = run_command(["validate"], project, capsys)
@@ -218,6 +296,13 @@ def project_model(config: Config) -> Path:
     ).model_path
 
 
+@pytest.fixture(scope="module")
+def language_models(config: Config) -> dict[str, Path]:
+    """The project's model for every language with NLU data, as `voicebot train` leaves them."""
+    data_dir, models_dir = config.path(config.nlu.data_dir), config.path(config.nlu.models_dir)
+    return {language: train(language, data_dir, models_dir).model_path for language in languages(data_dir)}
+
+
 def test_nlu_try_prints_ranking_and_entities(
     config: Config, project_model: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
@@ -238,12 +323,50 @@ def test_nlu_try_prints_ranking_and_entities(
     assert (amount["entity"], amount["value"]) == ("amount", 50.0)
 
 
+# Phrasings written for these tests, in neither the training data nor the held-out sets.
+SPANISH_BALANCE = [
+    "Por favor revise qué saldo tengo ahora mismo en mi cuenta de ahorros",
+    "por favor revise que saldo tengo ahora mismo en mi cuenta de ahorros",
+]
+PERSIAN_TRANSFER = "سلام وقت بخير، ۳۵۰ دلار از حساب پس‌اندازم بفرستید به جاري لطفا"
+
+
+def test_nlu_try_in_spanish_and_persian(
+    config: Config, language_models: dict[str, Path], capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    code, out, _ = run_command(["nlu", "try", "--language", "es", SPANISH_BALANCE[0]], config, capsys)
+    assert code == 0
+    assert out.startswith("check_balance ")
+    start = SPANISH_BALANCE[0].index("cuenta de ahorros")
+    assert f"account_type = 'savings'  ('cuenta de ahorros' at {start}-{start + 17}" in out
+
+    phrases = tmp_path / "phrases.txt"
+    phrases.write_text("\n".join(SPANISH_BALANCE) + "\n")
+    code, out, _ = run_command(["nlu", "try", "--language", "es", "--file", str(phrases)], config, capsys)
+    accented, plain = [json.loads(line) for line in out.splitlines()]
+    assert accented["text"] == SPANISH_BALANCE[0]  # what the caller said, accents and all
+    assert {k: v for k, v in accented.items() if k != "text"} == {
+        k: v for k, v in plain.items() if k != "text"
+    }
+
+    phrases.write_text(PERSIAN_TRANSFER + "\n")
+    code, out, _ = run_command(["nlu", "try", "--language", "fa", "--file", str(phrases)], config, capsys)
+    assert code == 0
+    (result,) = [json.loads(line) for line in out.splitlines()]
+    assert result["intent"] == "transfer_funds"
+    found = {(e["entity"], e["value"], e["text"]) for e in result["entities"]}
+    assert ("amount", 350.0, "۳۵۰ دلار") in found  # the caller's digits, read as 350
+    assert {("account_type", "savings", "حساب پس‌اندازم"), ("account_type", "checking", "جاري")} <= found
+
+
 def test_nlu_report_writes_html_with_both_figures(
     config: Config, project_model: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     out_dir = tmp_path / "report"
     code, out, _ = run_command(
-        ["nlu", "report", "--folds", "2", "--asr-sample", "2", "--out", str(out_dir)], config, capsys
+        ["nlu", "report", "--language", "en", "--folds", "2", "--asr-sample", "2", "--out", str(out_dir)],
+        config,
+        capsys,
     )
     assert code == 0
     assert out.splitlines()[-1] == f"report: {out_dir / 'index.html'}"
@@ -252,8 +375,34 @@ def test_nlu_report_writes_html_with_both_figures(
     for figure in ("confusion_matrix.png", "confidence_histogram.png"):
         assert (out_dir / figure).read_bytes().startswith(b"\x89PNG")
         assert f'src="{figure}"' in page
-    for section in ("Per intent", "Most confused pairs", "Through the telephone and ASR", "report_lost_card"):
+    for section in (
+        "Per intent", "Held-out set: accuracy per intent", "Most confused pairs",
+        "Through the telephone and ASR", "report_lost_card",
+    ):  # fmt: skip
         assert section in page
+
+
+def test_held_out_accuracy_per_intent_and_the_overview_of_languages(tmp_path: Path, config: Config) -> None:
+    def said(gold: str, understood: str) -> Prediction:
+        return Prediction("text", gold, understood, understood, 0.9)
+
+    held_out = [
+        said("pay_bill", "pay_bill"), said("pay_bill", "transfer_funds"), said("pay_bill", "nlu_fallback"),
+        said("pay_bill", "transfer_funds"), said("goodbye", "goodbye"),
+    ]  # fmt: skip
+    rows = accuracy_by_intent(held_out)
+    assert [(r.intent, r.phrases, r.accuracy, r.mistaken_for) for r in rows] == [
+        ("pay_bill", 4, 0.25, [("transfer_funds", 2), ("nlu_fallback", 1)]),
+        ("goodbye", 1, 1.0, []),
+    ]
+    reports = [
+        NluReport(language, tmp_path / f"{language}.tar.gz", 2, held_out, held_out[: n + 1], [], "",
+                  config.policy, Thresholds(None, None), tmp_path / language / "index.html")
+        for n, language in enumerate(["es", "fa"])
+    ]  # fmt: skip
+    page = write_overview(tmp_path, reports).read_text()
+    assert "<a href='es/index.html'>es</a>" in page and "<a href='fa/index.html'>fa</a>" in page
+    assert "<td>1</td><td>1.000</td>" in page and "<td>2</td><td>0.500</td>" in page  # held-out accuracy
 
 
 def prediction(confidence: float, right: bool) -> Prediction:

@@ -132,6 +132,38 @@ def test_without_a_fitting_hypothesis_a_misheard_account_number_is_asked_again(
     assert prompt_ids(out)[0] == "slot_invalid"
 
 
+def test_a_spanish_call_reads_and_speaks_numbers_in_spanish(flow: Flow, db_path: Path) -> None:
+    """Spoken digits and amounts are read in the call's language (states.py), amounts in slots are
+    said in it (walk.py), and actions are told it (ActionContext.language)."""
+    actions = ActionRegistry()
+    register_bank_actions(actions, AcmeBank(db_path))
+    manager = DialogueManager(flow, "es", actions, Config().policy, call_id="t", caller_id="+15550100",
+                              emit=lambda event: None)  # fmt: skip
+    manager.start()
+    text = "transferir de ahorros a corriente"
+    request = NluResult(
+        text,
+        IntentScore("transfer_funds", 0.95),
+        (IntentScore("transfer_funds", 0.95),),
+        (
+            Entity("account_type", "savings", start=text.find("ahorros")),
+            Entity("account_type", "checking", start=text.find("corriente")),
+        ),
+    )
+    manager.on_utterance(text, request)
+    spoken = "eh, uno dos tres cuatro cinco seis siete ocho"
+    assert prompt_ids(manager.on_utterance(spoken, nlu(spoken, "out_of_scope", 0.3))) == ["ask_pin"]
+    assert prompt_ids(keys(manager, "4321")) == ["ask_transfer_amount"]
+    amount = "cincuenta dólares con veinticinco centavos"
+    out = manager.on_utterance(amount, nlu(amount, "out_of_scope", 0.3))
+    assert prompt_ids(out) == ["confirm_transfer"]
+    assert "cincuenta dólares con veinticinco centavos" in out[0].text  # type: ignore[union-attr]
+    out = manager.on_utterance("sí", nlu("sí", "affirm"))
+    assert prompt_ids(out)[0] == "transfer_done"
+    assert "cincuenta dólares con veinticinco centavos" in out[0].text  # type: ignore[union-attr]
+    assert "su cuenta corriente" in out[0].text  # type: ignore[union-attr]
+
+
 def test_medium_confidence_is_confirmed(dialogue: DialogueManager) -> None:
     dialogue.start()
     out = dialogue.on_utterance("branch", nlu("branch", "branch_hours", 0.55, 0.2))

@@ -3,23 +3,63 @@
 from __future__ import annotations
 
 import logging
+import shutil
 from pathlib import Path
 
 import pytest
 
 from voicebot.config import Config, EndpointConfig
-from voicebot.engines import Engines, load_turn_model, reload_engines
+from voicebot.engines import (
+    Engines,
+    load_engines,
+    load_synthesizer,
+    load_turn_model,
+    reload_engines,
+    synthesis_engine,
+)
 from voicebot.errors import DataFileError, ModelNotFoundError
 
 
-def test_the_configured_language_is_loaded(engines: Engines) -> None:
-    assert set(engines.languages) == {engines.config.language}
-    english = engines.for_language(engines.config.language)
-    assert english.nlu.name == "rasa" and english.recognizer.name and english.synthesizer.name
+def test_every_configured_language_is_loaded_sharing_one_recogniser_model(engines: Engines) -> None:
+    assert set(engines.languages) == set(engines.config.languages) == {"en", "es", "fa"}
+    for language in engines.config.languages:
+        served = engines.for_language(language)
+        assert served.nlu.name == "rasa" and served.recognizer.language == language
+    english, spanish = engines.for_language("en"), engines.for_language("es")
+    if english.recognizer.name == spanish.recognizer.name == "whisper":  # one model, not a copy each
+        assert english.recognizer._model is spanish.recognizer._model  # type: ignore[attr-defined]
+
+
+def test_a_language_without_a_piper_voice_speaks_with_espeak_ng_and_says_so(
+    engines: Engines, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = engines.config.replace(tts=engines.config.tts.replace(voices={"es": "es_AR-nobody-medium"}))
+    with caplog.at_level(logging.WARNING, logger="voicebot"):
+        voice = load_synthesizer(config, "es")
+    assert voice.name.startswith("espeak-ng es-419")
+    assert "es_AR-nobody-medium" in caplog.text and "espeak-ng" in caplog.text
+    assert synthesis_engine(config, "es").startswith("espeak-ng es-419 (fallback: Piper voice es_AR-nobody")
+    assert b"".join(voice.synthesize("Buenos días."))  # it speaks
+
+
+def test_a_language_that_cannot_load_is_left_out_and_the_default_must_load(
+    engines: Engines, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Spanish with no trained NLU model: left out with the reason; English alone serves."""
+    config = engines.config.replace(languages=["en", "es"])
+    models = tmp_path / "nlu"
+    shutil.copytree(config.path(config.nlu.models_dir) / "en", models / "en")
+    config = config.replace(nlu=config.nlu.replace(models_dir=str(models)))
+    with caplog.at_level(logging.ERROR, logger="voicebot"):
+        loaded = load_engines(config)
+    assert set(loaded.languages) == {"en"}
+    assert "language es left out" in caplog.text and "voicebot train" in caplog.text
+    with pytest.raises(ModelNotFoundError):
+        load_engines(config.replace(language="es", languages=["es"]))
 
 
 def test_a_language_that_is_not_loaded_is_an_error_naming_what_is(engines: Engines) -> None:
-    with pytest.raises(ModelNotFoundError, match=r"language 'fr' \(loaded: en\)"):
+    with pytest.raises(ModelNotFoundError, match=r"language 'fr' \(loaded: en, es, fa\)"):
         engines.for_language("fr")
 
 

@@ -12,7 +12,9 @@ import pytest
 
 from voicebot.config import load_config
 from voicebot.errors import DataFileError, ModelNotFoundError
+from voicebot.nlu import rasa_engine
 from voicebot.nlu.base import NluResult
+from voicebot.nlu.normalize import normalise, normalise_aligned
 from voicebot.nlu.numbers import parse_amount, spoken_digits
 from voicebot.nlu.rasa_engine import (
     FALLBACK_INTENT,
@@ -23,6 +25,7 @@ from voicebot.nlu.rasa_engine import (
     languages,
     latest_model,
     train,
+    write_normalised_data,
 )
 from voicebot.nlu.remote import RemoteNluError, RemoteRasaNlu
 
@@ -91,7 +94,7 @@ def data_copy(tmp_path: Path) -> Path:
 
 
 def test_languages_exclude_config_and_test() -> None:
-    assert languages(DATA_DIR) == ["en"]
+    assert languages(DATA_DIR) == ["en", "es", "fa"]
 
 
 def test_typical_phrases_are_not_training_examples() -> None:
@@ -217,6 +220,198 @@ def test_missing_model_says_how_to_train(tmp_path: Path) -> None:
         latest_model("en", tmp_path)
 
 
+# ----- text normalisation -------------------------------------------------------------------------
+
+ZWNJ = "\u200c"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("كارت اعتباري", "کارت اعتباری"),  # Arabic kaf and yeh
+        ("مبلغ حداقلى", "مبلغ حداقلی"),  # alef maksura
+        ("خانة", "خانه"),  # teh marbuta
+        ("تأیید مؤسسه", "تایید موسسه"),  # hamza carriers
+        ("مـــوجـودی", "موجودی"),  # tatweel
+        ("مَوْجُودِی", "موجودی"),  # harakat
+        ("۱۲۳۴ و ٥٦٧٨", "1234 و 5678"),  # Persian and Arabic-Indic digits
+        ("۱٬۲۵۰٫۵۰ دلار", "1,250.50 دلار"),  # with the Persian separators
+        ("چطوری؟", "چطوری?"),
+    ],
+)
+def test_persian_letters_marks_and_digits_have_one_form(text: str, expected: str) -> None:
+    assert normalise(text, "fa") == expected
+
+
+@pytest.mark.parametrize(
+    ("spellings", "expected"),
+    [
+        ([f"می{ZWNJ}خوام", "می خوام", "میخوام", "مي خوام", f"مي{ZWNJ}خوام"], "میخوام"),
+        ([f"نمی{ZWNJ}دونم", "نمی دونم", "نمیدونم"], "نمیدونم"),
+        ([f"کارت{ZWNJ}هام", "کارت هام", "کارتهام", "كارت هام"], "کارتهام"),
+        ([f"پس{ZWNJ}انداز", "پسانداز"], "پسانداز"),
+    ],
+)
+def test_persian_half_space_space_and_joined_spellings_are_one(spellings: list[str], expected: str) -> None:
+    assert {normalise(f"{spelling} رو", "fa") for spelling in spellings} == {f"{expected} رو"}
+
+
+def test_words_that_only_start_like_a_prefix_stay_whole() -> None:
+    assert normalise("یک میلیون تومن", "fa") == "یک میلیون تومن"
+    assert normalise("می 200", "fa") == "می 200"  # no Persian word after it to join
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("¿Cuánto dinero tengo?", "¿cuanto dinero tengo?"),
+        ("Tarjeta de DÉBITO", "tarjeta de debito"),
+        ("Sí, está bien", "si, esta bien"),
+        ("PINGÜINO", "pinguino"),
+        ("Año de la Señora", "año de la señora"),  # ñ is a letter of its own
+    ],
+)
+def test_spanish_folds_accents_but_keeps_enye(text: str, expected: str) -> None:
+    assert normalise(text, "es") == normalise(text, "es-MX") == expected
+
+
+def test_spanish_accented_and_plain_spellings_are_one_feature() -> None:
+    assert normalise("cuánto", "es") == normalise("cuanto", "es")
+    assert normalise("año", "es") != normalise("ano", "es")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("  Ｍｙ\u00a0\tBALANCE  please ", "my balance please"),  # NFKC, lowercase, spaces
+        ("\ufb01ve dollars", "five dollars"),  # the fi ligature
+        ("\u200fhello\u200e world\ufeff", "hello world"),  # bidi marks and BOM
+        ("café", "café"),  # English keeps its accents
+        ("my pin is ٤٣٢١", "my pin is 4321"),  # digits in any script, any language
+    ],
+)
+def test_every_language_gets_nfkc_lowercase_and_one_space(text: str, expected: str) -> None:
+    assert normalise(text, "en") == expected
+
+
+@pytest.mark.parametrize("language", ["en", "es", "fa"])
+def test_normalising_twice_changes_nothing(language: str) -> None:
+    texts = [
+        "مي  خوام ۲۰۰ دلار از پس‌اندازم بفرستم ‌",
+        "کارت ها و ﻻ می",
+        "¿Cuánto?  Ñandú\u0301 e\u0301",
+        "\u0130stanbul  \u1e9e ﬁ",
+    ]
+    for text in texts:
+        once = normalise(text, language)
+        assert normalise(once, language) == once
+
+
+def test_aligned_spans_lead_back_to_what_was_said() -> None:
+    said = "مي  خوام ۲۰۰ دلار از پس‌اندازم"
+    normalised = normalise_aligned(said, "fa")
+    assert normalised.text == "میخوام 200 دلار از پساندازم"
+    for part, original in (("200 دلار", "۲۰۰ دلار"), ("پساندازم", "پس‌اندازم"), ("میخوام", "مي  خوام")):
+        start = normalised.text.index(part)
+        begin, end = normalised.source_span(start, start + len(part))
+        assert said[begin:end] == original
+        assert normalised.target_span(begin, end) == (start, start + len(part))
+
+
+def test_hash_covers_the_normalisation_rules(data_copy: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    before = content_hash("en", data_copy)
+    monkeypatch.setattr(rasa_engine, "code_fingerprint", lambda: "other rules")
+    assert content_hash("en", data_copy) != before
+
+
+TRAINING_FA = f"""version: "3.1"
+nlu:
+- intent: transfer_funds
+  examples: |
+    - مي  خوام [۲۰۰ دلار](amount) از [پس{ZWNJ}اندازم](account_type) بفرستم
+    - [٥٠](amount) دلار از [حســاب جاري](account_type) بده
+    - انتقال از [جاريم]{{"entity": "account_type", "value": "checking"}} به [پس انداز](account_type)
+- synonym: savings
+  examples: |
+    - پس{ZWNJ}اندازم
+    - پس انداز
+- lookup: branch
+  examples: |
+    - ونك
+- regex: amount_digits
+  examples: |
+    - [0-9۰-۹]+
+"""
+TRAINING_ES = """version: "3.1"
+nlu:
+- intent: pay_bill
+  examples: |
+    - Quiero   pagar [cincuenta dólares](amount) de mi [cuenta de AHORROS](account_type)
+"""
+
+
+def _entities(message: object) -> list[tuple[str, str, str]]:
+    text = message.get("text")  # type: ignore[attr-defined]
+    return [(e["entity"], text[e["start"] : e["end"]], e["value"]) for e in message.get("entities")]  # type: ignore[attr-defined]
+
+
+def test_training_copy_is_normalised_with_entity_spans_kept(tmp_path: Path) -> None:
+    from rasa.shared.nlu.training_data.loading import load_data
+
+    for language, text in (("fa", TRAINING_FA), ("es", TRAINING_ES)):
+        (tmp_path / "data" / language).mkdir(parents=True)
+        (tmp_path / "data" / language / "nlu.yml").write_text(text, encoding="utf-8")
+    fa = load_data(str(write_normalised_data("fa", tmp_path / "data", tmp_path / "fa")), "fa")
+    es = load_data(str(write_normalised_data("es", tmp_path / "data", tmp_path / "es")), "es")
+
+    assert [(m.get("text"), _entities(m)) for m in fa.intent_examples] == [
+        (
+            "میخوام 200 دلار از پساندازم بفرستم",
+            [("amount", "200 دلار", "200 دلار"), ("account_type", "پساندازم", "پساندازم")],
+        ),
+        ("50 دلار از حساب جاری بده", [("amount", "50", "50"), ("account_type", "حساب جاری", "حساب جاری")]),
+        (
+            "انتقال از جاریم به پس انداز",
+            [("account_type", "جاریم", "checking"), ("account_type", "پس انداز", "پس انداز")],
+        ),
+    ]
+    # Variants normalised, canonical values (what the dialogue compares) and regexes as written.
+    assert fa.entity_synonyms == {"پساندازم": "savings", "پس انداز": "savings", "جاریم": "checking"}
+    assert [t["elements"] for t in fa.lookup_tables] == [["ونک"]]
+    assert [r["pattern"] for r in fa.regex_features] == ["[0-9۰-۹]+"]
+    assert [(m.get("text"), _entities(m)) for m in es.intent_examples] == [
+        (
+            "quiero pagar cincuenta dolares de mi cuenta de ahorros",
+            [("amount", "cincuenta dolares", "cincuenta dolares"),
+             ("account_type", "cuenta de ahorros", "cuenta de ahorros")],
+        )
+    ]  # fmt: skip
+
+
+def test_spellings_that_become_one_cannot_map_to_two_values(tmp_path: Path) -> None:
+    (tmp_path / "fa").mkdir()
+    (tmp_path / "fa" / "nlu.yml").write_text(
+        'version: "3.1"\nnlu:\n- synonym: checking\n  examples: |\n    - جاري\n'
+        "- synonym: savings\n  examples: |\n    - جاری\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(DataFileError, match="'checking' and 'savings'") as caught:
+        write_normalised_data("fa", tmp_path, tmp_path / "out")
+    assert caught.value.path == tmp_path / "fa"
+
+
+def test_parse_reports_entities_in_the_callers_own_text(nlu: RasaNlu) -> None:
+    said = "Can you move   FORTY dollars over to my SAVINGS account"
+    result = parse(nlu, said)
+    plain = parse(nlu, "can you move forty dollars over to my savings account")
+    assert result.text == said
+    assert (result.intent, result.ranking) == (plain.intent, plain.ranking)  # one form for the model
+    amount, account = result.entity("amount"), result.entity("account_type")
+    assert (amount.text, amount.value) == ("FORTY dollars", 40.0)
+    assert (account.text, account.value) == ("SAVINGS account", "savings")
+    assert all(said[e.start : e.end] == e.text for e in result.entities)
+
+
 @pytest.mark.parametrize(
     ("text", "digits"),
     [
@@ -250,6 +445,79 @@ def test_spoken_digits(text: str, digits: str) -> None:
 )
 def test_parse_amount(text: str, amount: float | None) -> None:
     assert parse_amount(text) == amount
+
+
+@pytest.mark.parametrize(
+    ("text", "language", "digits"),
+    [
+        ("uno dos tres cuatro", "es", "1234"),
+        ("eh mi número es cinco cinco cero uno", "es", "5501"),
+        ("cero cero uno", "es", "001"),
+        ("un momento, cuatro cinco", "es", "45"),  # "un" is the article here
+        ("doce treinta y cuatro", "es-MX", "1234"),
+        ("veintidos", "es", "22"),  # the accent left out
+        ("یک دو سه چهار", "fa", "1234"),
+        ("شماره من صفر نه یک دو است", "fa", "0912"),
+        ("يک دو سه", "fa", "123"),  # Arabic yeh
+        ("دوازده سی و چهار", "fa", "1234"),
+        ("سه\u200cچهار", "fa", "34"),  # a half-space between the words
+        ("سه\u200cشنبه", "fa", ""),  # Tuesday, not a 3
+        ("۰۹۱۲", "fa", "0912"),
+        ("٠٩١٢", "fa", "0912"),
+        ("۱۲۳۴", "en", "1234"),  # Persian digits are digits for everyone
+        ("my pin is ٤ ٣ 2 1", "en", "4321"),
+        ("one two", "de", "12"),  # a language not read here: English
+    ],
+)
+def test_spoken_digits_per_language(text: str, language: str, digits: str) -> None:
+    assert spoken_digits(text, language=language) == digits
+
+
+@pytest.mark.parametrize(
+    ("text", "language", "amount"),
+    [
+        ("cincuenta dólares", "es", 50.0),
+        ("cincuenta dolares", "es", 50.0),
+        ("ciento veinte", "es", 120.0),
+        ("mil quinientos", "es", 1500.0),
+        ("dos mil trescientos cuarenta y cinco con cincuenta centavos", "es", 2345.5),
+        ("veintiuno", "es", 21.0),
+        ("veintiún dólares", "es", 21.0),
+        ("doscientos", "es", 200.0),
+        ("un millón", "es", 1_000_000.0),
+        ("un dólar", "es", 1.0),
+        ("treinta y un dólares con cinco centavos", "es", 31.05),
+        ("cincuenta centavos", "es", 0.5),
+        ("eh, quiero mandar cien dólares", "es", 100.0),
+        ("$1.250,50", "es", 1250.5),
+        ("$1,250.50", "es", 1250.5),
+        ("۲۰۰ dólares", "es", 200.0),
+        ("no sé", "es", None),
+        ("صد و بیست و پنج دلار", "fa", 125.0),
+        ("هزار و پانصد", "fa", 1500.0),
+        ("۲۰۰ دلار", "fa", 200.0),
+        ("٢٠٠ دلار", "fa", 200.0),
+        ("دو هزار و سیصد و چهل و پنج دلار و پنجاه سنت", "fa", 2345.5),
+        ("پنجاه سنت", "fa", 0.5),
+        ("چهل و يك دلار", "fa", 41.0),  # Arabic yeh and kaf
+        ("دويست\u200cو\u200cپنجاه", "fa", 250.0),  # half-spaces around "و"
+        ("صدوبیست", "fa", 120.0),  # the half-spaces dropped (as the NLU's normaliser does)
+        ("دو میلیون و پانصد هزار", "fa", 2_500_000.0),
+        ("یه میلیون", "fa", 1_000_000.0),
+        ("۱٬۲۵۰ دلار", "fa", 1250.0),
+        ("۱۲٫۵ دلار", "fa", 12.5),
+        ("سه\u200cشنبه صد دلار", "fa", 100.0),
+        ("نمی دانم", "fa", None),
+        ("۵۰ dollars", "en", 50.0),
+    ],
+)
+def test_parse_amount_per_language(text: str, language: str, amount: float | None) -> None:
+    assert parse_amount(text, language=language) == amount
+
+
+def test_amount_entities_are_read_in_the_model_language() -> None:
+    assert canonical_value("amount", "doscientos dólares", "es") == 200.0
+    assert canonical_value("amount", "صد و بیست دلار", "fa") == 120.0
 
 
 def test_remote_client_reports_unreachable_server() -> None:

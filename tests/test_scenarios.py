@@ -32,6 +32,15 @@ OTHER_VOICES = [
     ("dispute_charge", "en-us+f2", 155, 70, True),
     ("out_of_scope", "en-gb-scotland", 160, 35, True),
     ("contact_and_bill", "en-gb-x-gbclan+m7", 180, 50, False),
+    # Callers in their own language (no Spanish or Persian Piper voice installs here).
+    ("languages/es_balance_keypad", "es-419", 150, 50, False),
+    ("languages/es_balance_keypad", "es", 160, 40, True),
+    ("languages/es_spoken_amount", "es", 145, 60, False),
+    ("languages/es_spoken_amount", "es-419", 155, 45, False),
+    ("languages/es_agent_by_request", "es-419+m3", 155, 45, False),
+    ("languages/switch_to_spanish", "es", 150, 50, False),
+    ("languages/detect_spanish", "es-419", 150, 50, False),
+    ("languages/fa_keypad", "fa", 150, 50, True),
 ]
 
 

@@ -9,6 +9,7 @@ from voicebot.events import TtsFirstAudio
 from voicebot.handoff.record import HandoffRecord, TranscriptLine
 from voicebot.server.auth import make_account, verify_password
 from voicebot.storage import SCHEMA_VERSION, DispositionRow, SqliteStorage
+from voicebot.storage.sqlite import MIGRATIONS
 
 
 def record(call_id: str = "c1") -> HandoffRecord:
@@ -66,4 +67,46 @@ def test_everything_survives_a_restart(tmp_path: Path) -> None:
     entries = {row.id: row for row in storage.queue_entries_since(0.0)}
     assert entries[entry].waited_s == 5.0 and entries[entry].agent == "alice"
     assert entries[waiting].result == "dropped"
+    storage.close()
+
+
+def test_a_version_2_database_gets_the_agents_skills_with_defaults(tmp_path: Path) -> None:
+    path = tmp_path / "db.sqlite"
+    with sqlite3.connect(path) as db:  # the schema as version 2 left it, with an agent in it
+        db.execute("CREATE TABLE schema_version (version INTEGER PRIMARY KEY)")
+        for version, migration in enumerate(MIGRATIONS[:2], start=1):
+            db.executescript(migration)
+            db.execute("INSERT INTO schema_version VALUES (?)", (version,))
+        old = make_account("alice", "correct horse", "agent")
+        db.execute(
+            "INSERT INTO agents VALUES (?, ?, ?, ?)", (old.username, old.password_hash, old.salt, "agent")
+        )
+    storage = SqliteStorage(path)
+    assert storage.schema_version == SCHEMA_VERSION >= 3
+    account = storage.get_agent("alice")
+    assert account is not None and verify_password(account, "correct horse")
+    assert (account.languages, account.queues, account.ui_language) == (("en",), (), "en")
+    storage.save_agent(
+        make_account(
+            "bruno", "correct horse", "agent", languages=["en", "es"], queues=["cards"], ui_language="es"
+        )
+    )
+    storage.close()
+    storage = SqliteStorage(path)
+    bruno = storage.get_agent("bruno")
+    assert bruno is not None and (bruno.languages, bruno.queues, bruno.ui_language) == (
+        ("en", "es"),
+        ("cards",),
+        "es",
+    )
+    storage.close()
+
+
+def test_a_call_counts_for_the_language_it_switched_to(tmp_path: Path) -> None:
+    storage = SqliteStorage(tmp_path / "db.sqlite")
+    storage.call_started("c1", "+15550100", "en", at=100.0)
+    storage.set_call_language("c1", "fa")
+    storage.call_ended("c1", "contained", "goodbye", at=160.0)
+    call = storage.get_call("c1")
+    assert call is not None and call.language == "fa" and call.outcome == "contained"
     storage.close()

@@ -85,6 +85,7 @@ def test_the_shipped_prompts_have_fixed_openings_that_start_their_texts() -> Non
         "transactions_result": "Here are your most recent transactions:",
         "confirm_transfer": "To confirm,",
         "transfer_done": "Done.",
+        "language_offer": "For English,",
     }
     # Filled in, the text still opens with exactly those words, which find the cached audio.
     filled = prompts.render("confirm_intent", {"intent_label": "pay a bill"})

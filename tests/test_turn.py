@@ -117,18 +117,19 @@ async def listen(
     digits: int | None = None,
     config: EndpointConfig = CONFIG,
     interruptible: bool = True,
+    language: str = "en",
 ) -> tuple[list[int], list[SpeechEnded]]:
     """Feeds ``audio`` as a call does, awaiting the models after each frame (the audio clock);
     returns where each turn ended (ms) and the SpeechEnded events."""
     events: list[CallEvent] = []
 
-    def understand(text: str) -> asyncio.Task[tuple[NluResult, float]] | None:
+    def understand(transcript: Transcript) -> asyncio.Task[tuple[NluResult, float]] | None:
         async def parse() -> tuple[NluResult, float]:
-            return await nlu.parse(text), 1.0
+            return await nlu.parse(transcript.text), 1.0
 
         return asyncio.create_task(parse()) if nlu is not None else None
 
-    listener = Listener(config, recognizer, events.append, understand, model)
+    listener = Listener(config, recognizer, events.append, understand, model, language=language)
     hints = RecognitionHints(digits=digits)
     ended_at = []
     for index, frame in enumerate(split_frames(audio)):
@@ -144,6 +145,14 @@ async def listen(
 
 
 DIGITS = ("one two three four", "five six seven eight")
+
+
+def test_digits_are_counted_in_the_call_language() -> None:
+    audio = voiced(800) + silence(700) + voiced(800) + silence(2500)
+    spanish = GrowingRecognizer("uno dos tres cuatro", "cinco seis siete ocho")
+    ended, events = asyncio.run(listen(audio, spanish, ConstantModel(0.99), digits=8, language="es"))
+    assert len(ended) == 1
+    assert events[0].reason == "digits"
 
 
 def test_a_paused_digit_string_is_one_turn_ended_when_all_digits_are_heard() -> None:

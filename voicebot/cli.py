@@ -109,23 +109,43 @@ def cmd_chat(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
+PIPER_PREFIX = "piper:"  # `voicebot models fetch piper:NAME` fetches a Piper voice, a plain name a Vosk model
+
+
+def _missing_voices(config: Config) -> list[str]:
+    """The configured Piper voices (tts.voices) not installed in tts.voices_dir nor as packages."""
+    from voicebot.errors import ModelNotFoundError
+    from voicebot.tts.piper_engine import find_voice
+
+    missing = []
+    for voice in dict.fromkeys(config.tts.voices.values()):
+        try:
+            find_voice(voice, [config.path(config.tts.voices_dir)])
+        except ModelNotFoundError:
+            missing.append(voice)
+    return missing
+
+
 def cmd_models(args: argparse.Namespace, config: Config) -> int:
     from voicebot.asr.catalog import (
-        ModelFetchError,
         choose_engine,
         fetch_vosk_model,
         installed_models,
         provision_whisper_base,
     )
+    from voicebot.downloads import ModelFetchError
+    from voicebot.tts.voices import fetch_piper_voice
     from voicebot.turn.smart_turn import TurnModelFetchError, provision_smart_turn
 
     turn_model = config.path(config.endpoint.turn_model)
+    voices_dir = config.path(config.tts.voices_dir)
     if args.action == "provision":
         # Everything the defaults use; what cannot be had offline is said, and the bot falls back.
         steps = [
             lambda: provision_whisper_base(config.path(config.asr.whisper_models_dir)),
             lambda: provision_smart_turn(turn_model.parent),
             lambda: fetch_vosk_model(args.name, config.path(config.asr.vosk_models_dir)),
+            *(lambda voice=voice: fetch_piper_voice(voice, voices_dir) for voice in _missing_voices(config)),
         ]
         for step in steps:
             try:
@@ -135,12 +155,15 @@ def cmd_models(args: argparse.Namespace, config: Config) -> int:
         return 0
     if args.action == "fetch":
         try:
-            print(f"installed {fetch_vosk_model(args.name, config.path(config.asr.vosk_models_dir))}")
+            if args.name.startswith(PIPER_PREFIX):
+                print(f"installed {fetch_piper_voice(args.name[len(PIPER_PREFIX) :], voices_dir)}")
+            else:
+                print(f"installed {fetch_vosk_model(args.name, config.path(config.asr.vosk_models_dir))}")
         except ModelFetchError as exc:
             print(f"warning: {exc}", file=sys.stderr)
             return 1
         return 0
-    from voicebot.engines import voice_search_dirs
+    from voicebot.engines import synthesis_engine, voice_search_dirs
     from voicebot.nlu.rasa_engine import languages, latest_model
     from voicebot.tts.piper_engine import available_voices
 
@@ -162,14 +185,14 @@ def cmd_models(args: argparse.Namespace, config: Config) -> int:
         print(f"  turn smart-turn {'':4} {turn_model.name:34} {turn_model}")
     else:
         end_of_turn = f"silence ({config.endpoint.end_silence_ms} ms): {turn_model} is missing"
-    print("Engine per language:")
-    for language in sorted({m.language for m in installed_models(config)} | {config.language}):
+    print("Engine per language (served: " + ", ".join(config.languages) + f"; default {config.language}):")
+    for language in config.languages:
+        tts = synthesis_engine(config, language)
         try:
             engine, model = choose_engine(config, language)
-            voice = config.tts.voices.get(language, "(no voice configured)")
-            print(f"  {language}: asr {engine} ({model.name}), end of turn {end_of_turn}, tts {voice}")
+            print(f"  {language}: asr {engine} ({model.name}), end of turn {end_of_turn}, tts {tts}")
         except VoicebotError as exc:
-            print(f"  {language}: {exc}")
+            print(f"  {language}: {exc}; tts {tts}")
     return 0
 
 
@@ -265,7 +288,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     models = commands.add_parser("models", help="list, fetch or provision models")
     models.add_argument("action", nargs="?", choices=["list", "fetch", "provision"], default="list")
-    models.add_argument("name", nargs="?", default="vosk-model-small-en-us-0.15")
+    models.add_argument(
+        "name",
+        nargs="?",
+        default="vosk-model-small-en-us-0.15",
+        help="a Vosk model, or piper:NAME for a Piper voice",
+    )
     models.set_defaults(handler=cmd_models)
 
     demo = commands.add_parser("demo", help="the demo bank: seed its database or run a demo call")

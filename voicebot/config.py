@@ -107,8 +107,19 @@ class NluConfig(Settings):
 
 
 class TtsConfig(Settings):
-    # The Piper voice for each language the bot speaks.
-    voices: dict[NonEmpty, NonEmpty] = Field(default_factory=lambda: {"en": "en_US-joe-medium"})
+    # The Piper voice for each language the bot speaks (`voicebot models fetch piper:NAME`).
+    voices: dict[NonEmpty, NonEmpty] = Field(
+        default_factory=lambda: {
+            "en": "en_US-joe-medium",
+            "es": "es_MX-claude-high",
+            "fa": "fa_IR-amir-medium",
+        }
+    )
+    # Where a language's Piper voice is not installed: this espeak-ng voice speaks it instead
+    # (formant speech: clear but robotic), said in the log and by `voicebot models`.
+    espeak_voices: dict[NonEmpty, NonEmpty] = Field(
+        default_factory=lambda: {"en": "en-us", "es": "es-419", "fa": "fa"}
+    )
     voices_dir: NonEmpty = "models/piper"
     length_scale: Seconds = 1.0  # > 1 speaks slower
     threads: Count = 1  # per synthesis; calls synthesise in parallel, so one each shares 2 cores best
@@ -124,6 +135,10 @@ class PolicyConfig(Settings):
     max_consecutive_failures: Count = 2  # no-match / low confidence / no-input before escalating
     max_out_of_scope: Count = 2
     max_auth_attempts: Count = 3
+    # The caller's first request is checked for another of the served languages (Whisper's language
+    # identification); at this probability or more the call switches to it, below it is offered.
+    detect_language: bool = True
+    language_switch_probability: Fraction = 0.8
 
     # always: a lowered accept_threshold must also be checked against the default reject_threshold.
     @validator("reject_threshold", always=True)
@@ -215,7 +230,10 @@ class TelephonyConfig(Settings):
 
 
 class Config(Settings):
-    language: NonEmpty = "en"
+    language: NonEmpty = "en"  # the default: calls whose language is not chosen or not available
+    # The languages calls can be served in (each needs prompts/<language>.yml, NLU data and a
+    # voice); the default language is always one of them.
+    languages: list[NonEmpty] = ["en", "es", "fa"]
     flow_dir: NonEmpty = "prompts"
     data_dir: NonEmpty = "var"  # call store, demo backend database, server storage
     sessions_dir: NonEmpty = "sessions"  # recorded microphone calls
@@ -230,6 +248,12 @@ class Config(Settings):
     server: ServerConfig = Field(default_factory=ServerConfig)
     telephony: TelephonyConfig = Field(default_factory=TelephonyConfig)
     _source: Path = PrivateAttr(default=DEFAULT_FILE)
+
+    @validator("languages", always=True)
+    def _default_language_served(cls, languages: list[str], values: dict[str, Any]) -> list[str]:
+        default = values.get("language")
+        served = list(dict.fromkeys(languages))  # in order, once each
+        return served if default is None or default in served else [default, *served]
 
     @property
     def source(self) -> Path:

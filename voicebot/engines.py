@@ -15,18 +15,20 @@ from voicebot.asr.catalog import create_recognizer
 from voicebot.config import Config
 from voicebot.dialogue.actions import ActionRegistry
 from voicebot.dialogue.flow import Flow, check_against_nlu, load_flow
-from voicebot.errors import DataFileError, ModelNotFoundError
+from voicebot.errors import DataFileError, ModelNotFoundError, VoicebotError
 from voicebot.handoff.record import CallStore
 from voicebot.nlu.base import NluEngine
 from voicebot.nlu.data import known_intents
 from voicebot.tts.base import Synthesizer
 from voicebot.tts.clauses import fixed_opening
+from voicebot.tts.espeak_engine import EspeakSynthesizer
 from voicebot.tts.piper_engine import PiperSynthesizer, PromptCache, find_voice
 from voicebot.turn.detector import CompletionModel
 from voicebot.turn.smart_turn import SmartTurn
 
 log = logging.getLogger("voicebot")
 PLUGIN_GROUP = "voicebot.actions"
+ESPEAK_WORDS_PER_MINUTE = 150  # a calm telephone pace (espeak-ng's default, 175, is hurried)
 
 
 @dataclass(frozen=True)
@@ -62,12 +64,39 @@ def voice_search_dirs(config: Config) -> list[Path]:
     return [config.path(config.tts.voices_dir)]
 
 
-def load_synthesizer(config: Config, language: str, length_scale: float | None = None) -> Synthesizer:
+def synthesis_engine(config: Config, language: str) -> str:
+    """Which engine speaks ``language``, as `voicebot models` says it."""
     voice = config.tts.voices.get(language)
-    if voice is None:
+    fallback = config.tts.espeak_voices.get(language)
+    if voice is not None:
+        try:
+            find_voice(voice, voice_search_dirs(config))
+            return f"piper {voice}"
+        except ModelNotFoundError:
+            pass
+    if fallback is None:
+        return f"none (Piper voice {voice or '(none configured)'} not installed, no espeak-ng voice)"
+    missing = f"Piper voice {voice} not installed" if voice else "no Piper voice configured"
+    return f"espeak-ng {fallback} (fallback: {missing}; `voicebot models fetch piper:{voice or 'NAME'}`)"
+
+
+def load_synthesizer(config: Config, language: str, length_scale: float | None = None) -> Synthesizer:
+    """The language's Piper voice; where it is not installed, its espeak-ng voice (said loudly)."""
+    voice = config.tts.voices.get(language)
+    fallback = config.tts.espeak_voices.get(language)
+    if voice is None and fallback is None:
         raise DataFileError(config.source, f"no TTS voice configured for language '{language}'")
     scale = length_scale if length_scale is not None else config.tts.length_scale
-    path = find_voice(voice, voice_search_dirs(config))
+    try:
+        if voice is None:
+            raise ModelNotFoundError(f"no Piper voice configured for language '{language}'")
+        path = find_voice(voice, voice_search_dirs(config))
+    except ModelNotFoundError as exc:
+        if fallback is None:
+            raise
+        log.warning("%s: %s; speaking with the espeak-ng fallback voice '%s'", language,
+                    str(exc).split(" (")[0], fallback)  # fmt: skip
+        return EspeakSynthesizer(fallback, speed=round(ESPEAK_WORDS_PER_MINUTE / scale))
     return PiperSynthesizer(path, length_scale=scale, threads=config.tts.threads)
 
 
@@ -76,6 +105,7 @@ def load_flow_checked(config: Config, actions: ActionRegistry) -> Flow:
     flow = load_flow(config.path(config.flow_dir))
     nlu_dir = config.path(config.nlu.data_dir) / config.language
     check_against_nlu(flow, known_intents(nlu_dir), nlu_dir)
+    flow.prompts(config.language)  # the default language's prompts must load
     for name in sorted(flow.action_names()):
         if name not in actions:
             raise DataFileError(
@@ -125,7 +155,8 @@ def _prompt_cache(config: Config, flow: Flow, language: str, synthesizer: Synthe
     cache = PromptCache(synthesizer, config.path(config.tts.cache_dir))
     prompts = flow.prompts(language).prompts.values()
     openings = [opening for p in prompts if not p.is_static and (opening := fixed_opening(p.text))]
-    warmed = cache.warm([*(p.text for p in prompts if p.is_static), *openings])
+    offer = flow.language_offer(language)
+    warmed = cache.warm([*(p.text for p in prompts if p.is_static), *openings, *([offer] if offer else [])])
     log.info("%s: %d prompts synthesised for %s", language, warmed, synthesizer.name)
     return cache
 
@@ -143,9 +174,12 @@ def load_turn_model(config: Config) -> CompletionModel | None:
 
 
 def _load_language(
-    config: Config, flow: Flow, language: str, turn_model: CompletionModel | None
+    config: Config, flow: Flow, language: str, turn_model: CompletionModel | None, asr: dict[Path, Recognizer]
 ) -> LanguageEngines:
-    recognizer = create_recognizer(config, language)
+    flow.prompts(language)  # its words first: a language without prompts fails before any model loads
+    nlu_dir = config.path(config.nlu.data_dir) / language
+    check_against_nlu(flow, known_intents(nlu_dir), nlu_dir)
+    recognizer = create_recognizer(config, language, asr)
     nlu = load_nlu(config, language)
     synthesizer = load_synthesizer(config, language)
     turn = turn_model.name if turn_model else "silence"
@@ -162,13 +196,24 @@ def _load_language(
 
 
 def load_engines(config: Config) -> Engines:
-    """Engines for the configured language (the only one the flow is checked against)."""
+    """Engines for every configured language. One that cannot be served (no prompts, NLU data or
+    model, no voice) is left out and said why: its calls are served in the default language, with
+    an apology. The default language must load."""
     actions = load_actions(config)
     flow = load_flow_checked(config, actions)
     turn_model = load_turn_model(config)
+    asr: dict[Path, Recognizer] = {}  # one multilingual model serves every language
+    languages: dict[str, LanguageEngines] = {}
+    for language in config.languages:
+        try:
+            languages[language] = _load_language(config, flow, language, turn_model, asr)
+        except VoicebotError as exc:
+            if language == config.language:
+                raise
+            log.error("language %s left out: %s", language, exc)
     return Engines(
         config=config,
-        languages={config.language: _load_language(config, flow, config.language, turn_model)},
+        languages=languages,
         flow=flow,
         actions=actions,
         call_store=CallStore(config.path(config.data_dir) / "calls"),

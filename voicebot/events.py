@@ -170,6 +170,14 @@ class PromptResumed(CallEvent):
 
 
 @dataclass(kw_only=True)
+class LanguageChanged(CallEvent):
+    type: ClassVar[str] = "language_changed"
+    language: str
+    previous: str
+    trigger: str  # dtmf:7 | spoken | detected
+
+
+@dataclass(kw_only=True)
 class Escalated(CallEvent):
     type: ClassVar[str] = "escalated"
     reason: str

@@ -4,10 +4,13 @@
 name: lost card, caller identifies with digits
 noise_db: 15            # optional: white noise at this SNR on the caller's audio
 telephone: true         # optional: 8 kHz G.711 mu-law channel
+language: es            # optional: the call starts in it (as a gateway's start message asks);
+                        # the test's caller voice speaks the scenario's language
 fault: {stage: nlu, turn: 2}   # optional: make one engine fail on one turn
 turns:
   - say: "I think I lost my debit card"   # synthesised with Piper, or  audio: path.wav (any rate)
-    expect: {intent: report_lost_card}    # also: node, prompt, barge_in, resumed, transcript
+    expect: {intent: report_lost_card}    # also: node, prompt, barge_in, resumed, transcript,
+                                          # language (the call's language after this turn)
   - dtmf: "12345678#"
   - silent: true                           # say nothing (no-input)
   - say: "yes"
@@ -38,7 +41,7 @@ from voicebot.transports.simulated import CallerTurn, run_simulated_call
 from voicebot.tts.base import Synthesizer
 
 TURN_KEYS = {"say", "audio", "dtmf", "silent", "hangup", "barge_in", "expect"}
-EXPECT_KEYS = {"intent", "node", "prompt", "barge_in", "resumed", "transcript"}
+EXPECT_KEYS = {"intent", "node", "prompt", "barge_in", "resumed", "transcript", "language"}
 OUTCOMES = ("contained", "escalated", "abandoned")
 DEFAULT_BARGE_IN_MS = 1200
 
@@ -66,6 +69,7 @@ class Scenario:
     telephone: bool = False
     fault: Fault | None = None
     caller_id: str = "+15550100"
+    language: str | None = None  # None: the default language
 
 
 @dataclass
@@ -154,6 +158,7 @@ def load_scenario(path: Path) -> Scenario:
         telephone=bool(doc.get("telephone", False)),
         fault=fault,
         caller_id=str(doc.get("caller_id", "+15550100")),
+        language=str(doc["language"]) if doc.get("language") else None,
     )
 
 
@@ -206,6 +211,7 @@ async def run_scenario(
     session = CallSession(
         engines,
         caller_id=scenario.caller_id,
+        language=scenario.language,
         faults=(scenario.fault,) if scenario.fault else (),
         listeners=listeners,
         on_handoff=engines.call_store.save_handoff,
@@ -222,6 +228,7 @@ def judge(
     """Compares what happened in each turn's window of the trace with the expectations."""
     failures: list[str] = []
     results: list[TurnResult] = []
+    language = next((getattr(e, "language", "") for e in events if e.type == "call_started"), "")
     for index, turn in enumerate(scenario.turns):
         if index >= len(turn_starts):
             results.append(TurnResult(failure="the call ended before this turn"))
@@ -230,7 +237,11 @@ def judge(
         end = turn_starts[index + 1] if index + 1 < len(turn_starts) else None
         window = [e for e in events if e.audio_ms >= turn_starts[index] and (end is None or e.audio_ms < end)]
         result = _turn_result(window)
+        switches = [getattr(e, "language", "") for e in window if e.type == "language_changed"]
+        language = switches[-1] if switches else language
         problem = _check_turn(turn.expect, window, result)
+        if not problem and "language" in turn.expect and language != turn.expect["language"]:
+            problem = f"the call went on in {language or '-'}, expected {turn.expect['language']}"
         if problem:
             result.failure = problem
             failures.append(f"turn {index + 1} (line {turn.line}): {problem}")

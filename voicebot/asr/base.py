@@ -13,12 +13,17 @@ class RecognitionHints:
     ``grammar`` is a closed list of phrases (engines that support grammars restrict to it, plus
     "[unk]"); ``phrases`` are soft hints (prompt/hotword biasing) for open-vocabulary engines.
     ``digits`` says a digit string is expected: how many digits (0: any number), so that pauses
-    between digit groups do not end the caller's turn.
+    between digit groups do not end the caller's turn. ``languages``: the caller may speak any of
+    these (the call's own first); an engine that can identify the language does, and transcribes
+    in it when the probability is ``language_threshold`` or more, else in the call's own
+    (Transcript.language says which it heard, Transcript.text_language which the text is in).
     """
 
     phrases: tuple[str, ...] = ()
     grammar: tuple[str, ...] | None = None
     digits: int | None = None
+    languages: tuple[str, ...] = ()
+    language_threshold: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -35,6 +40,11 @@ class Transcript:
     confidence: float
     words: tuple[Word, ...] = ()
     alternatives: tuple[str, ...] = field(default_factory=tuple)
+    # When asked to identify the language (RecognitionHints.languages): the one heard and the
+    # probability the model gives it among those asked about; None when not asked or not able.
+    language: str | None = None
+    language_probability: float = 0.0
+    text_language: str | None = None
 
 
 class RecognizerStream(Protocol):

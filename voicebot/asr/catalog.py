@@ -3,18 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-import http.client
 import importlib.resources
 import logging
 import os
 import pkgutil
 import re
-import socket
 import tempfile
-import threading
-import urllib.error
-import urllib.parse
-import urllib.request
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -25,7 +19,8 @@ from faster_whisper.tokenizer import _LANGUAGE_CODES
 
 from voicebot.asr.base import Recognizer
 from voicebot.config import Config
-from voicebot.errors import ModelNotFoundError, VoicebotError
+from voicebot.downloads import ModelFetchError, download
+from voicebot.errors import ModelNotFoundError
 
 logger = logging.getLogger("voicebot.asr")
 
@@ -37,6 +32,7 @@ PINNED_SHA256 = {
     "vosk-model-small-en-us-0.15": "30f26242c4eb449f948e42cb302dd7a686cb29a3423a8367f99ff41780942498",
 }
 FETCH_TIMEOUT_S = 5.0  # per connect/read; an offline machine must not stall `make setup`
+WITHOUT_VOSK = "speech recognition will use the Whisper fallback where it covers the language"
 
 MULTILINGUAL = "multi"  # language of a Whisper model that is not English-only
 # What a multilingual Whisper model can transcribe (the language tokens of its tokenizer).
@@ -46,10 +42,6 @@ _VOSK_PACKAGE = re.compile(r"vosk_model_([a-z]{2,3})")
 _VOSK_MODEL_NAME = re.compile(r"vosk-model-(?:small-)?([a-z]{2,3})(?:[-_.]|$)")
 # Vosk model names that do not use the ISO 639-1 code the rest of the bot uses.
 _VOSK_LANGUAGE_ALIASES = {"cn": "zh", "kz": "kk"}
-
-
-class ModelFetchError(VoicebotError):
-    """A model could not be downloaded or verified; nothing was installed."""
 
 
 @dataclass(frozen=True)
@@ -135,45 +127,6 @@ def installed_models(config: Config) -> list[InstalledModel]:
     ]
 
 
-def _resolves_within(host: str, timeout_s: float) -> bool:
-    """Name lookup ignores socket timeouts and can block for tens of seconds on an offline machine."""
-    resolved: list[bool] = []
-
-    def resolve() -> None:
-        try:
-            socket.getaddrinfo(host, None)
-            resolved.append(True)
-        except OSError:
-            resolved.append(False)
-
-    lookup = threading.Thread(target=resolve, daemon=True)
-    lookup.start()
-    lookup.join(timeout_s)
-    return resolved == [True]
-
-
-def _download(url: str, archive: Path, timeout_s: float) -> str:
-    """Streams ``url`` into ``archive``; returns the SHA-256 of what arrived."""
-    host = urllib.parse.urlsplit(url).hostname
-    unreachable = f"could not reach {host} to download {url}"
-    fallback = "speech recognition will use the Whisper fallback where it covers the language"
-    if host and not _resolves_within(host, timeout_s):
-        raise ModelFetchError(f"{unreachable} (host name does not resolve); {fallback}")
-    try:
-        response = urllib.request.urlopen(url, timeout=timeout_s)
-    except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
-        raise ModelFetchError(f"{unreachable} ({getattr(exc, 'reason', exc)}); {fallback}") from exc
-    digest = hashlib.sha256()
-    with response, archive.open("wb") as out:
-        try:
-            while chunk := response.read(1 << 20):
-                digest.update(chunk)
-                out.write(chunk)
-        except (TimeoutError, ConnectionError, http.client.HTTPException) as exc:
-            raise ModelFetchError(f"download of {url} was interrupted ({exc}); {fallback}") from exc
-    return digest.hexdigest()
-
-
 def _extract_model(archive: Path, staging: Path, name: str) -> Path:
     try:
         with zipfile.ZipFile(archive) as bundle:
@@ -215,7 +168,7 @@ def fetch_vosk_model(
     dest.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=dest, prefix=f".{name}.") as staging:
         archive = Path(staging) / f"{name}.zip"
-        actual = _download(url, archive, timeout_s)
+        actual = download(url, archive, timeout_s, WITHOUT_VOSK)
         if actual != expected:
             raise ModelFetchError(
                 f"{url} has SHA-256 {actual}, expected {expected}: download discarded, nothing was installed"
@@ -322,9 +275,23 @@ def choose_engine(config: Config, language: str) -> tuple[str, InstalledModel]:
     )
 
 
-def create_recognizer(config: Config, language: str) -> Recognizer:
-    """Loads the chosen engine's model; call once per process and share the recognizer."""
+def create_recognizer(
+    config: Config, language: str, loaded: dict[Path, Recognizer] | None = None
+) -> Recognizer:
+    """Loads the chosen engine's model; call once per process and share the recognizer. A
+    multilingual Whisper model already in ``loaded`` (by path) serves the language too, without a
+    second copy in memory; a model loaded here is added to it."""
     engine, model = choose_engine(config, language)
+    shared = loaded.get(model.path) if loaded is not None else None
+    if shared is not None and hasattr(shared, "for_language"):
+        return shared.for_language(language)  # type: ignore[no-any-return]
+    recognizer = _load_recognizer(config, engine, model, language)
+    if loaded is not None:
+        loaded[model.path] = recognizer
+    return recognizer
+
+
+def _load_recognizer(config: Config, engine: str, model: InstalledModel, language: str) -> Recognizer:
     # Imported here so listing models does not load Kaldi or CTranslate2.
     if engine == "vosk":
         from voicebot.asr.vosk_engine import VoskRecognizer

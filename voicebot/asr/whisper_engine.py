@@ -16,6 +16,7 @@ to match against what it expects.
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import re
@@ -70,6 +71,17 @@ def collapse_repeats(text: str, speech_seconds: float) -> str:
     return match[1].strip()
 
 
+def _identified(scores: list[tuple[str, float]], languages: tuple[str, ...]) -> tuple[str, float]:
+    """The most likely of ``languages`` by the model's language-token scores ("<|es|>", p), with its
+    probability among them alone."""
+    among = {token.strip("<|>"): p for token, p in scores if token.strip("<|>") in languages}
+    total = sum(among.values())
+    if not among or total <= 0:
+        return languages[0], 0.0
+    best = max(among, key=among.__getitem__)
+    return best, among[best] / total
+
+
 def _compression_ratio(text: str) -> float:
     encoded = text.encode("utf-8")
     return len(encoded) / len(zlib.compress(encoded))
@@ -78,8 +90,12 @@ def _compression_ratio(text: str) -> float:
 class WhisperStream:
     """Buffers one utterance's audio; recognition happens in ``peek()`` and ``finish()``."""
 
-    def __init__(self, recognizer: WhisperRecognizer) -> None:
+    def __init__(
+        self, recognizer: WhisperRecognizer, identify: tuple[str, ...] = (), threshold: float = 0.0
+    ) -> None:
         self._recognizer = recognizer
+        self._identify = identify
+        self._threshold = threshold
         self._audio = bytearray()
 
     def accept(self, pcm: bytes) -> str | None:
@@ -87,14 +103,15 @@ class WhisperStream:
         return None  # no partials: see module docstring
 
     def peek(self) -> Transcript:
-        return self._recognizer.transcribe(bytes(self._audio))
+        return self._recognizer.transcribe(bytes(self._audio), self._identify, self._threshold)
 
     def finish(self) -> Transcript:
         return self.peek()  # nothing to flush: the whole utterance is in the buffer
 
 
 class WhisperRecognizer:
-    """A Whisper model loaded once; ``workers`` calls can transcribe at the same time."""
+    """A Whisper model loaded once; ``workers`` calls can transcribe at the same time. A multilingual
+    model serves every language: :meth:`for_language` gives a recognizer sharing the loaded model."""
 
     name = "whisper"
 
@@ -110,7 +127,6 @@ class WhisperRecognizer:
         """``margin_s``: padding the encoder sees after the utterance; None encodes the full 30 s."""
         if not (model_path / "model.bin").is_file():
             raise ModelNotFoundError(f"Whisper model not found: {model_path} has no model.bin")
-        self.language = language
         self.model_name = model_path.name
         self.margin_s = margin_s
         # faster-whisper loads the CTranslate2 model, its tokenizer and the feature extractor;
@@ -120,15 +136,13 @@ class WhisperRecognizer:
         )
         self._model: ctranslate2.models.Whisper = loaded.model
         self._features = loaded.feature_extractor
-        multilingual = self._model.is_multilingual
-        if not multilingual and language != "en":
-            raise ModelNotFoundError(f"Whisper model {model_path.name} is English-only, not {language!r}")
-        self._tokenizer = Tokenizer(
-            loaded.hf_tokenizer, multilingual, task="transcribe", language=language if multilingual else None
-        )
-        self._prompt = [*self._tokenizer.sot_sequence, self._tokenizer.no_timestamps]
-        # faster-whisper's default set (get_suppressed_tokens with [-1]).
-        self._suppress = sorted(get_suppressed_tokens(self._tokenizer, [-1]))
+        self._hf_tokenizer = loaded.hf_tokenizer
+        self._prompts: dict[str, list[int]] = {}  # decoder prompt by language, shared by every view
+        self.multilingual = self._model.is_multilingual
+        tokenizer = self._decoder = self._tokenizer(language)  # decoding is the same in every language
+        # faster-whisper's default set (get_suppressed_tokens with [-1]); the same in every language.
+        self._suppress = sorted(get_suppressed_tokens(tokenizer, [-1]))
+        self.language = language
         logger.info(
             "Whisper %s loaded (%s, %d threads, %d workers, margin %s s)",
             model_path.name,
@@ -138,30 +152,67 @@ class WhisperRecognizer:
             margin_s,
         )
 
-    def open_stream(self, hints: RecognitionHints | None = None) -> WhisperStream:
-        return WhisperStream(self)  # hints unused: see module docstring
+    def for_language(self, language: str) -> WhisperRecognizer:
+        """This model, transcribing ``language`` (no second copy of the model)."""
+        self._tokenizer(language)
+        view = copy.copy(self)
+        view.language = language
+        return view
 
-    def transcribe(self, pcm: bytes) -> Transcript:
+    def _tokenizer(self, language: str) -> Tokenizer:
+        if not self.multilingual and language != "en":
+            raise ModelNotFoundError(f"Whisper model {self.model_name} is English-only, not {language!r}")
+        tokenizer = Tokenizer(
+            self._hf_tokenizer,
+            self.multilingual,
+            task="transcribe",
+            language=language if self.multilingual else None,
+        )
+        self._prompts.setdefault(language, [*tokenizer.sot_sequence, tokenizer.no_timestamps])
+        return tokenizer
+
+    def open_stream(self, hints: RecognitionHints | None = None) -> WhisperStream:
+        # Phrase hints unused: see module docstring. Languages to identify among: used.
+        if hints is None or not self.multilingual:
+            return WhisperStream(self)
+        identify = tuple(language for language in hints.languages if language in self._prompts)
+        return WhisperStream(self, identify, hints.language_threshold)
+
+    def transcribe(self, pcm: bytes, identify: tuple[str, ...] = (), threshold: float = 0.0) -> Transcript:
+        """The utterance in :attr:`language`, or, given ``identify``, in whichever of those languages
+        (ones this recognizer was made for) the model hears with ``threshold`` or more: encoded
+        once for both."""
         seconds = len(pcm) / (SAMPLE_RATE * 2)
         if seconds < MIN_AUDIO_SECONDS:
             return Transcript(text="", confidence=0.0)
-        features = self._encoder_input(samples_from_pcm(pcm))
+        features = ctranslate2.StorageView.from_array(self._encoder_input(samples_from_pcm(pcm))[np.newaxis])
+        heard, probability = self.language, 0.0
+        if len(identify) > 1:
+            features = self._model.encode(features, to_cpu=False)
+            heard, probability = _identified(self._model.detect_language(features)[0], identify)
+        language = heard if probability >= threshold else self.language
+        prompt = self._prompts[language]
         result = self._model.generate(
-            ctranslate2.StorageView.from_array(features[np.newaxis]),
-            [self._prompt],
+            features,
+            [prompt],
             beam_size=BEAM_SIZE,
             num_hypotheses=N_BEST,
-            max_length=len(self._prompt) + 10 + int(MAX_TOKENS_PER_SECOND * seconds),
+            max_length=len(prompt) + 10 + int(MAX_TOKENS_PER_SECOND * seconds),
             return_scores=True,
             return_no_speech_prob=True,
             suppress_blank=True,
             suppress_tokens=self._suppress,
         )[0]
+        identified = (
+            {"language": heard, "language_probability": probability, "text_language": language}
+            if identify
+            else {}
+        )
         if result.no_speech_prob > MAX_NO_SPEECH_PROB:
             return Transcript(text="", confidence=0.0)
         hypotheses = []
         for tokens, score in zip(result.sequences_ids, result.scores, strict=True):
-            text = collapse_repeats(self._tokenizer.decode(tokens).strip(), seconds)
+            text = collapse_repeats(self._decoder.decode(tokens).strip(), seconds)
             if text and _compression_ratio(text) <= MAX_COMPRESSION_RATIO and text not in hypotheses:
                 # The score is the length-normalised log-probability; discounted by the model's own
                 # belief that the audio holds no speech.
@@ -174,6 +225,7 @@ class WhisperRecognizer:
             text=text,
             confidence=min(max(confidence, 0.0), 1.0),
             alternatives=tuple(other for other, _ in others),
+            **identified,  # type: ignore[arg-type]
         )
 
     def _encoder_input(self, samples: np.ndarray) -> np.ndarray:

@@ -70,10 +70,12 @@ class Listener:
         config: EndpointConfig,
         recognizer: Recognizer,
         emit: Callable[[CallEvent], None],
-        on_guess: Callable[[str], asyncio.Task[tuple[NluResult, float]] | None],
+        on_guess: Callable[[Transcript], asyncio.Task[tuple[NluResult, float]] | None],
         turn_model: CompletionModel | None = None,
+        language: str = "en",
     ) -> None:
         self._config = config
+        self.language = language  # the call's: digits the caller says are counted in it
         self._recognizer = recognizer
         self._emit = emit
         # A speculative transcript: understanding may start on it; its NLU result, when given,
@@ -103,6 +105,10 @@ class Listener:
             and open_.stream is not None
             and self._endpointer.voiced_ms >= self._config.barge_in_min_speech_ms
         )
+
+    def use(self, recognizer: Recognizer, language: str) -> None:
+        """Recognises the next utterances with ``recognizer``, in ``language`` (the call changed)."""
+        self._recognizer, self.language = recognizer, language
 
     def pending(self) -> list[asyncio.Task[Any]]:
         open_ = self._open
@@ -225,7 +231,7 @@ class Listener:
         digits_heard = understood = None
         if heard is not None:
             if open_.digits_expected is not None:
-                digits_heard = len(spoken_digits(heard.transcript.text))
+                digits_heard = len(spoken_digits(heard.transcript.text, language=self.language))
             guess = _result(open_.guess)
             understood = guess[0].intent.confidence if guess is not None else None
         pause = Pause(pause_ms, complete, open_.digits_expected, digits_heard, understood)
@@ -244,7 +250,7 @@ class Listener:
             return None
         open_.guess = None
         if heard is not None and heard.transcript.text.strip():
-            open_.guess = self._on_guess(heard.transcript.text)
+            open_.guess = self._on_guess(heard.transcript)
         return heard
 
     async def _recognise(self, open_: _Open, speech_ms: int) -> Heard:

@@ -16,21 +16,26 @@ unpaced simulated call, which settles after each frame, behaves as if it were in
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 from collections.abc import Callable, Iterator
 
+from voicebot.asr.base import Transcript
 from voicebot.audio import FRAME_BYTES, FRAME_MS
 from voicebot.call.faults import Fault, check_faults
 from voicebot.call.listener import Listener
 from voicebot.call.playout import SILENCE, Playout, SpeechFailed, Utterance
 from voicebot.call.understanding import Understanding
 from voicebot.dialogue.manager import DialogueManager, Handoff, Hangup, Output, Say
-from voicebot.engines import Engines
+from voicebot.dialogue.outputs import SwitchLanguage
+from voicebot.engines import Engines, LanguageEngines
 from voicebot.events import BargeIn, CallEnded, CallEvent, CallStarted, TtsFirstAudio, TtsStarted
 from voicebot.handoff.record import HandoffRecord
 from voicebot.nlu.base import NluResult
 from voicebot.tts.clauses import first_clause, opening_clause
+
+log = logging.getLogger("voicebot.call")
 
 # The listener hands an utterance over in the frame its speech ends: a prompt paused by speech that
 # was still nothing to recognise this long after (it was dropped or ignored) plays on.
@@ -54,7 +59,14 @@ class CallSession:
         self.config = engines.config
         self.call_id = call_id or uuid.uuid4().hex[:12]
         self.caller_id = caller_id
-        self.language = language or self.config.language
+        requested = language or self.config.language
+        # A language that is not served now (not configured, or it failed to load): the default
+        # language, with an apology first.
+        self.language = requested if requested in engines.languages else self.config.language
+        unavailable = requested if requested != self.language else None
+        if unavailable is not None:
+            log.warning("call %s asked for language %r, not served; using %s", self.call_id, requested[:16],
+                        self.language)  # fmt: skip
         self.listeners = list(listeners or [])
         self.faults = faults
         self.events: list[CallEvent] = []
@@ -63,15 +75,21 @@ class CallSession:
         self._on_handoff = on_handoff
         self.models = engines.for_language(self.language)
         self.listener = Listener(
-            self.config.endpoint, self.models.recognizer, self.emit, self._on_guess, self.models.turn_model
+            self.config.endpoint,
+            self.models.recognizer,
+            self.emit,
+            self._on_guess,
+            self.models.turn_model,
+            language=self.language,
         )
         self.playout = Playout(self.emit)
         self.understanding = Understanding(
             lambda emit: DialogueManager(
                 engines.flow, self.language, engines.actions, self.config.policy,
                 call_id=self.call_id, caller_id=caller_id, emit=emit, home=home,
+                languages=tuple(engines.languages), unavailable_language=unavailable,
             ),
-            self.models.nlu,
+            lambda served: engines.for_language(served).nlu,
             asr_name=self.models.recognizer.name,
             faults=faults,
             emit=self.emit,
@@ -202,8 +220,10 @@ class CallSession:
             self._turn_end = (time.monotonic(), utterance.pause_ms)
             self.understanding.utterance(utterance, self._caller_turns)
 
-    def _on_guess(self, text: str) -> asyncio.Task[tuple[NluResult, float]] | None:
-        return None if self.dialogue.collecting_secret else self.understanding.guess(text)
+    def _on_guess(self, transcript: Transcript) -> asyncio.Task[tuple[NluResult, float]] | None:
+        if self.dialogue.collecting_secret:
+            return None
+        return self.understanding.guess(transcript.text, transcript.text_language)
 
     def _barge_in(self, by: str) -> None:
         current = self.playout.current
@@ -264,35 +284,45 @@ class CallSession:
                     self._on_handoff(output.record)
             elif isinstance(output, Hangup):
                 self.playout.add(output)
+            elif isinstance(output, SwitchLanguage):
+                self._use_language(output.language)
             else:
                 self.emit(TtsStarted(text=output.text, cached=output.static))
                 self.playout.add(self._utterance(output, turn))
         self._awaiting_first_audio = bool(outputs) and self._turn_end is not None
+
+    def _use_language(self, language: str) -> None:
+        """What the caller hears and is heard in from here on (the dialogue already switched)."""
+        self.language = language
+        self.models = self.engines.for_language(language)
+        self.listener.use(self.models.recognizer, language)
+        self.understanding.use_language(language)
 
     def _utterance(self, say: Say, turn: int) -> Utterance:
         """Static prompts come from the cache (pre-synthesised at startup, so fault prompts play even
         when the synthesizer is broken), from memory without a thread when they are there. Others
         are synthesised; when their opening clause is fixed words that were pre-synthesised too
         ("Just to check," ...), it plays from memory while the rest is synthesised."""
-        cache = self.models.prompt_cache
+        voice = self.engines.for_language(say.language) if say.language else self.models
         if say.static:
-            audio = cache.in_memory(say.text)
-            return Utterance(say, None if audio else self._cached(say.text), audio)
+            audio = voice.prompt_cache.in_memory(say.text)
+            return Utterance(say, None if audio else self._cached(voice, say.text), audio)
         opening, rest = opening_clause(say.text)
-        audio = cache.in_memory(opening) if rest else None
-        return Utterance(say, self._synthesized(rest if audio else say.text, turn), audio)
+        audio = voice.prompt_cache.in_memory(opening) if rest else None
+        return Utterance(say, self._synthesized(voice, rest if audio else say.text, turn), audio)
 
-    def _cached(self, text: str) -> Iterator[bytes]:
+    @staticmethod
+    def _cached(voice: LanguageEngines, text: str) -> Iterator[bytes]:
         """Runs in a thread: the cache may read the disk or synthesise."""
-        yield self.models.prompt_cache.get(text)
+        yield voice.prompt_cache.get(text)
 
-    def _synthesized(self, text: str, turn: int) -> Iterator[bytes]:
+    def _synthesized(self, voice: LanguageEngines, text: str, turn: int) -> Iterator[bytes]:
         """Runs in a thread. Sentence by sentence, a long first one cut after its first clause, so
         that the first audio is ready sooner."""
         check_faults(self.faults, "tts", turn)
         for part in first_clause(text):
             if part:
-                yield from self.models.synthesizer.synthesize(part)
+                yield from voice.synthesizer.synthesize(part)
 
     def _play(self) -> bytes:
         frame, happened = self.playout.next_frame()

@@ -33,7 +33,7 @@ class Understanding:
     def __init__(
         self,
         make_dialogue: Callable[[Callable[[CallEvent], None]], DialogueManager],
-        nlu: NluEngine,
+        nlu_for: Callable[[str], NluEngine],
         *,
         asr_name: str,
         faults: tuple[Fault, ...],
@@ -45,7 +45,8 @@ class Understanding:
     ) -> None:
         self._dialogue_events: list[CallEvent] = []
         self.dialogue = make_dialogue(self._dialogue_events.append)
-        self._nlu = nlu
+        self._nlu_for = nlu_for  # each language's NLU
+        self._language = self.dialogue.language  # the NLU's language
         self._asr_name = asr_name
         self._faults = faults
         self._emit = emit
@@ -57,7 +58,8 @@ class Understanding:
         self._barge_in_heard = barge_in_heard
         self._barge_ins_to_judge = 0
         self._chain: asyncio.Task[None] | None = None
-        self._guesses: dict[str, asyncio.Task[tuple[NluResult, float]]] = {}
+        # Speculative parses, by the language and the text parsed.
+        self._guesses: dict[tuple[str, str], asyncio.Task[tuple[NluResult, float]]] = {}
 
     @property
     def busy(self) -> bool:
@@ -95,11 +97,17 @@ class Understanding:
     def failed(self, stage: str, error: BaseException) -> None:
         self._submit(lambda: self._fail(stage, error))
 
-    def guess(self, text: str) -> asyncio.Task[tuple[NluResult, float]]:
-        """A speculative transcript: parse it now, so the intent is ready if it is the final one."""
-        if text not in self._guesses:
-            self._guesses[text] = asyncio.create_task(self._parse_timed(text))
-        return self._guesses[text]
+    def guess(self, text: str, language: str | None = None) -> asyncio.Task[tuple[NluResult, float]]:
+        """A speculative transcript (in ``language``, if not the call's): parse it now, so the intent
+        is ready if it is the final one."""
+        key = (language or self._language, text)
+        if key not in self._guesses:
+            self._guesses[key] = asyncio.create_task(self._parse_timed(text, key[0]))
+        return self._guesses[key]
+
+    def use_language(self, language: str) -> None:
+        """The call goes on in ``language``: its NLU from here on."""
+        self._language = language
 
     # ----- the work ----------------------------------------------------------------------------
 
@@ -153,6 +161,12 @@ class Understanding:
         if not transcript.text.strip() and utterance.speech_ms < NOISE_MS:
             self._forget_guesses()
             return
+        # The caller's first request may be in another of the call's languages (RecognitionHints.
+        # languages): recognised in it when the recogniser was sure enough, else offered.
+        switch_to = transcript.text_language if transcript.text_language != self.dialogue.language else None
+        offer = transcript.language if transcript.language not in (None, transcript.text_language) else None
+        if switch_to is not None:
+            self.use_language(switch_to)
         try:
             check_faults(self._faults, "nlu", turn)
             result, nlu_ms = await self._parse(transcript.text)
@@ -178,7 +192,12 @@ class Understanding:
         )
         if over_paused_prompt and self._judged_barge_in(self._doubtful(transcript, result)):
             return
-        await self._run("dialogue", turn, lambda: self.dialogue.on_utterance(text, result, alternatives))
+
+        def answer() -> list[Output]:
+            outputs = self.dialogue.on_utterance(text, result, alternatives, language=switch_to)
+            return outputs + (self.dialogue.offer_language(offer) if offer else [])
+
+        await self._run("dialogue", turn, answer)
 
     async def _understood_hypothesis(
         self, transcript: Transcript, best: NluResult
@@ -189,7 +208,8 @@ class Understanding:
             return transcript.text, best, transcript.alternatives, 0.0
         started = time.monotonic()
         hypotheses = [transcript.text, *transcript.alternatives[:MAX_HYPOTHESES_PARSED]]
-        parsed = [best, *[await self._nlu.parse(text) for text in hypotheses[1:]]]
+        nlu = self._nlu_for(self._language)
+        parsed = [best, *[await nlu.parse(text) for text in hypotheses[1:]]]
         chosen = best_understood(parsed, self.dialogue.policy)
         others = tuple(
             text for i, text in enumerate([transcript.text, *transcript.alternatives]) if i != chosen
@@ -230,7 +250,7 @@ class Understanding:
         return confirming or not {"affirm", "deny"}.isdisjoint(self.dialogue.node.routes)
 
     async def _parse(self, text: str) -> tuple[NluResult, float]:
-        guess = self._guesses.pop(text, None)
+        guess = self._guesses.pop((self._language, text), None)
         self._forget_guesses()
         if guess is not None:
             try:
@@ -239,9 +259,9 @@ class Understanding:
                 log.warning("speculative parse failed; parsing again", exc_info=True)
         return await self._parse_timed(text)
 
-    async def _parse_timed(self, text: str) -> tuple[NluResult, float]:
+    async def _parse_timed(self, text: str, language: str | None = None) -> tuple[NluResult, float]:
         started = time.monotonic()
-        result = await self._nlu.parse(text)
+        result = await self._nlu_for(language or self._language).parse(text)
         return result, (time.monotonic() - started) * 1000
 
     def _forget_guesses(self) -> None:

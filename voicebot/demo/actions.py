@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from voicebot.demo import phrases
 from voicebot.demo.bank import (
-    ACCOUNT_OPENING_DOCUMENTS,
     MINIMUM_OPENING_DEPOSIT_CENTS,
     RATES_BASIS_POINTS,
     AcmeBank,
@@ -31,7 +31,7 @@ from voicebot.tts.speech_format import (
 
 AccountAction = Callable[[ActionContext, str], ActionResult]
 
-LOAN_PRODUCTS = {"personal_loan": "personal loan", "auto_loan": "auto loan", "mortgage": "mortgage"}
+LOAN_PRODUCTS = ("personal_loan", "auto_loan", "mortgage")
 
 
 def _failure(prompt_id: str) -> ActionResult:
@@ -47,12 +47,15 @@ def _cents(amount: Any) -> int:
     return round(float(amount) * 100)
 
 
-def _spoken_transaction(transaction: Transaction) -> str:
-    direction = "from" if transaction.amount_cents > 0 else "to"
-    return (
-        f"{spoken_money(abs(transaction.amount_cents))} {direction} {transaction.description}"
-        f" on {spoken_date(transaction.posted_on)}"
+def _spoken_transaction(transaction: Transaction, context: ActionContext) -> str:
+    language = context.language
+    words = phrases.for_language(language)
+    direction = words.received_from if transaction.amount_cents > 0 else words.paid_to
+    moved = direction.format(
+        amount=spoken_money(abs(transaction.amount_cents), language=language),
+        counterparty=phrases.counterparty(words, transaction.description, context.word_for),
     )
+    return words.on_date.format(transaction=moved, date=spoken_date(transaction.posted_on, language=language))
 
 
 def _authenticated(action: AccountAction) -> Action:
@@ -92,7 +95,8 @@ class _BankActions:
         branch = self._branch(context)
         if branch is None:
             return _failure("unknown_branch")
-        return ActionResult({"branch_name": branch.name, "hours": spoken_weekly_hours(branch.hours)})
+        hours = spoken_weekly_hours(branch.hours, language=context.language)
+        return ActionResult({"branch_name": branch.name, "hours": hours})
 
     def branch_location(self, context: ActionContext) -> ActionResult:
         branch = self._branch(context)
@@ -101,13 +105,11 @@ class _BankActions:
         return ActionResult({"branch_name": branch.name, "address": branch.address})
 
     def open_account_info(self, context: ActionContext) -> ActionResult:
-        deposit = spoken_money(MINIMUM_OPENING_DEPOSIT_CENTS)
-        documents = spoken_list(ACCOUNT_OPENING_DOCUMENTS)
-        savings_rate = spoken_percent(RATES_BASIS_POINTS["savings"])
-        details = (
-            f"You can open an account at any branch with {documents}, and a first deposit of at least"
-            f" {deposit}. Our savings account currently pays {savings_rate} a year."
-        )
+        language, words = context.language, phrases.for_language(context.language)
+        deposit = spoken_money(MINIMUM_OPENING_DEPOSIT_CENTS, language=language)
+        documents = spoken_list(words.opening_documents, language=language)
+        savings_rate = spoken_percent(RATES_BASIS_POINTS["savings"], language=language)
+        details = words.open_account.format(documents=documents, deposit=deposit, savings_rate=savings_rate)
         return ActionResult(
             {
                 "details": details,
@@ -118,9 +120,13 @@ class _BankActions:
         )
 
     def loan_info(self, context: ActionContext) -> ActionResult:
-        rates = {product: spoken_percent(RATES_BASIS_POINTS[product]) for product in LOAN_PRODUCTS}
-        offers = spoken_list([f"{label}s from {rates[product]}" for product, label in LOAN_PRODUCTS.items()])
-        details = f"We offer {offers} a year. A loan officer can give you a personal quote."
+        language, words = context.language, phrases.for_language(context.language)
+        rates = {p: spoken_percent(RATES_BASIS_POINTS[p], language=language) for p in LOAN_PRODUCTS}
+        offers = spoken_list(
+            [words.loan_products[product].format(rate=rates[product]) for product in LOAN_PRODUCTS],
+            language=language,
+        )
+        details = words.loans.format(offers=offers)
         return ActionResult(
             {"details": details, **{f"{product}_rate": rate for product, rate in rates.items()}}
         )
@@ -128,31 +134,37 @@ class _BankActions:
     def get_balance(self, context: ActionContext, account: str) -> ActionResult:
         account_type = context.slots.get("account_type") or "checking"
         balance = self.bank.balance(account, account_type)
-        return ActionResult({"account_type": account_type, "balance": spoken_money(balance)})
+        return ActionResult(
+            {"account_type": account_type, "balance": spoken_money(balance, language=context.language)}
+        )
 
     def get_recent_transactions(self, context: ActionContext, account: str) -> ActionResult:
         transactions = self.bank.recent_transactions(account)
         if not transactions:
             return _failure("transactions_none")
-        return ActionResult({"transactions": spoken_list([_spoken_transaction(t) for t in transactions])})
+        spoken = [_spoken_transaction(t, context) for t in transactions]
+        return ActionResult({"transactions": spoken_list(spoken, language=context.language)})
 
     def transfer_funds(self, context: ActionContext, account: str) -> ActionResult:
         amount = _cents(context.slots["amount"])
         from_type, to_type = context.slots["from_account"], context.slots["to_account"]
         new_balance = self.bank.transfer(account, from_type, to_type, amount)
+        language = context.language
         return ActionResult(
             {
-                "amount": spoken_money(amount),
+                "amount": spoken_money(amount, language=language),
                 "from_account": from_type,
                 "to_account": to_type,
-                "new_balance": spoken_money(new_balance),
+                "new_balance": spoken_money(new_balance, language=language),
             }
         )
 
     def block_card(self, context: ActionContext, account: str) -> ActionResult:
         card_type = context.slots.get("card_type") or "debit"
         last4 = self.bank.block_card(account, card_type)
-        return ActionResult({"card_type": card_type, "card_ending": spoken_digits(last4)})
+        return ActionResult(
+            {"card_type": card_type, "card_ending": spoken_digits(last4, language=context.language)}
+        )
 
     def update_contact_info(self, context: ActionContext, account: str) -> ActionResult:
         details = {
@@ -171,10 +183,12 @@ class _BankActions:
         )
         return ActionResult(
             {
-                "reference": spoken_digits(reference),
-                "amount": spoken_money(-charge.amount_cents),
-                "merchant": charge.description,
-                "date": spoken_date(charge.posted_on),
+                "reference": spoken_digits(reference, language=context.language),
+                "amount": spoken_money(-charge.amount_cents, language=context.language),
+                "merchant": phrases.counterparty(
+                    phrases.for_language(context.language), charge.description, context.word_for
+                ),
+                "date": spoken_date(charge.posted_on, language=context.language),
             }
         )
 

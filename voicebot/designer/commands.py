@@ -178,20 +178,29 @@ def cmd_nlu_try(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_nlu_report(args: argparse.Namespace, config: Config) -> int:
-    from voicebot.designer.report import build_report
+    """One language: its report in --out (default reports/nlu/<language>/). None given: a report for
+    every language with NLU data, each in --out/<language>/, and --out/index.html linking them."""
+    from voicebot.designer.report import build_report, write_overview
+    from voicebot.nlu.rasa_engine import languages
 
     if args.folds < 2:
         raise VoicebotError("--folds must be at least 2")
     if args.asr_sample is not None and args.asr_sample < 0:
         raise VoicebotError("--asr-sample must be 0 or more")
-    out_dir = Path(args.out) if args.out else config.path(DEFAULT_REPORT_DIR)
-    with PhaseDisplay() as display, quiet_rasa():
-        report = build_report(
-            config, args.language or config.language, args.folds, args.asr_sample, out_dir, display
-        )
-    for line in report.headline():
-        print(line)
-    print(f"report: {report.index}")
+    base = Path(args.out) if args.out else config.path(DEFAULT_REPORT_DIR)
+    data_dir = config.path(config.nlu.data_dir)
+    chosen = [args.language] if args.language else languages(data_dir)
+    if not chosen:
+        raise DataFileError(data_dir, "no NLU training data: expected <language>/*.yml here")
+    reports = []
+    for language in chosen:
+        out_dir = base if args.language and args.out else base / language
+        with PhaseDisplay(language) as display, quiet_rasa():
+            report = build_report(config, language, args.folds, args.asr_sample, out_dir, display)
+        for line in report.headline():
+            print(f"{language}: {line}")
+        reports.append(report)
+    print(f"report: {reports[0].index if args.language else write_overview(base, reports)}")
     return 0
 
 
@@ -220,10 +229,14 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     try_.set_defaults(handler=cmd_nlu_try)
 
     report = nlu_commands.add_parser("report", help="cross-validation, held-out and speech-path HTML report")
-    report.add_argument("--out", help=f"report folder (default {DEFAULT_REPORT_DIR}/ in the project)")
+    report.add_argument(
+        "--out",
+        help=f"report folder (default {DEFAULT_REPORT_DIR}/ in the project; without --language, one "
+        "folder per language in it and an index.html)",
+    )
     report.add_argument("--folds", type=int, default=5, help="cross-validation folds (default 5)")
     report.add_argument(
         "--asr-sample", type=int, help="speak at most N held-out phrases through TTS and ASR (default all)"
     )
-    report.add_argument("--language", help="default: the configured language")
+    report.add_argument("--language", help="default: every language with NLU data, each on its own page")
     report.set_defaults(handler=cmd_nlu_report)

@@ -1,9 +1,10 @@
-"""`voicebot nlu report`: how well the NLU understands callers, as one HTML page designers open.
+"""`voicebot nlu report`: how well the NLU understands callers, as one HTML page per language.
 
 Three views of the same model: k-fold cross-validation on the training data (every phrase scored by a
-model that never saw it), the held-out set in nlu_data/test/<language>/ as text, and the same held-out
-phrases spoken by Piper, passed through a G.711 telephone channel and recognised by the configured ASR,
-so designers see what recognition errors do to intents.
+model that never saw it), the held-out set in nlu_data/test/<language>/ as text (accuracy per intent
+and what each intent is mistaken for), and the same held-out phrases spoken by Piper, passed through a
+G.711 telephone channel and recognised by the configured ASR, so designers see what recognition errors
+do to intents. Reports for several languages get an overview page (write_overview).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from voicebot.audio import FRAME_BYTES
 from voicebot.audio.degrade import telephone_channel
 from voicebot.config import Config, PolicyConfig
 from voicebot.engines import load_synthesizer
+from voicebot.errors import ModelNotFoundError
 from voicebot.nlu.base import NluResult
 from voicebot.nlu.rasa_engine import FALLBACK_INTENT, RasaNlu, config_file, train
 from voicebot.tts.piper_engine import synthesize_all
@@ -48,6 +50,7 @@ ACCURACY_TARGET = 0.95  # the data-supported accept threshold keeps at least thi
 CALLER_LENGTH_SCALE = 1.1  # callers speak a little slower than the bot, as in `voicebot scenarios`
 SEED = 0  # fold split and ASR sample: the same data gives the same report
 SHOWN = 10  # rows in the confused-pairs and worst-ASR tables
+CONFUSIONS_PER_INTENT = 3  # "mistaken for" column of the held-out table
 EXAMPLES_PER_PAIR = 3
 CONFUSION_PNG = "confusion_matrix.png"
 CONFIDENCE_PNG = "confidence_histogram.png"
@@ -106,6 +109,7 @@ class NluReport:
     policy: PolicyConfig
     thresholds: Thresholds
     index: Path
+    speech_skipped: str = ""  # why the speech path did not run, where a model for it is missing
 
     @property
     def text_predictions(self) -> list[Prediction]:
@@ -134,6 +138,9 @@ class NluReport:
             if weakest:
                 scores = ", ".join(f"{s.intent} (F1 {s.f1:.2f})" for s in weakest)
                 lines.append(f"weakest intents, {name}: {scores}")
+        if confused := confused_pairs(self.held_out)[:3]:
+            pairs = ", ".join(f"{gold} -> {taken} ({len(texts)})" for gold, taken, texts in confused)
+            lines.append(f"most confused, held-out (meant -> understood): {pairs}")
         lines.append(
             f"thresholds: policy accept {self.policy.accept_threshold:.2f} / reject "
             f"{self.policy.reject_threshold:.2f}; data supports accept {_fmt(self.thresholds.accept)} / "
@@ -180,6 +187,31 @@ def confused_pairs(predictions: list[Prediction]) -> list[tuple[str, str, list[s
             pairs[(p.gold, p.intent)].append(p.text)
     ranked = sorted(pairs.items(), key=lambda item: (-len(item[1]), item[0]))[:SHOWN]
     return [(gold, predicted, texts) for (gold, predicted), texts in ranked]
+
+
+@dataclass(frozen=True)
+class IntentAccuracy:
+    intent: str
+    phrases: int
+    accuracy: float  # share of the intent's phrases understood as it (its recall)
+    mistaken_for: list[tuple[str, int]]  # what the rest were understood as, most often first
+
+
+def accuracy_by_intent(predictions: list[Prediction]) -> list[IntentAccuracy]:
+    """Per intent callers meant: how many phrases, the share understood right, and the mistakes;
+    the least accurate intent first."""
+    by_gold: dict[str, list[Prediction]] = defaultdict(list)
+    for p in predictions:
+        by_gold[p.gold].append(p)
+    rows = []
+    for gold, group in by_gold.items():
+        wrong: dict[str, int] = defaultdict(int)
+        for p in group:
+            if not p.correct:
+                wrong[p.intent] += 1
+        mistaken = sorted(wrong.items(), key=lambda item: (-item[1], item[0]))
+        rows.append(IntentAccuracy(gold, len(group), accuracy(group), mistaken))
+    return sorted(rows, key=lambda row: (row.accuracy, row.intent))
 
 
 def supported_thresholds(predictions: list[Prediction]) -> Thresholds:
@@ -397,6 +429,7 @@ table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.9em; }
 th, td { border: 1px solid #ccc; padding: 3px 8px; vertical-align: top; }
 th { background: #f2f2f2; }
 img { max-width: 100%; border: 1px solid #ddd; }
+td { unicode-bidi: plaintext; }  /* each phrase in its own direction (Persian right to left) */
 .note { color: #555; font-size: 0.9em; }
 """
 
@@ -442,6 +475,8 @@ def _summary_table(report: NluReport) -> str:
 
 
 def _spoken_section(report: NluReport) -> str:
+    if report.speech_skipped:
+        return f"<p class='note'>Speech path not run: {html.escape(report.speech_skipped)}</p>"
     if not report.spoken:
         return "<p class='note'>Speech path not run (no held-out set, or --asr-sample 0).</p>"
     rows = [
@@ -454,6 +489,17 @@ def _spoken_section(report: NluReport) -> str:
         f"{html.escape(report.asr_name)} and parsed. Worst cases first (text understood, speech not):</p>"
         + _table(rows, ["original", "transcript", "meant", "understood from text", "understood from speech"])
     )
+
+
+def _held_out_table(report: NluReport) -> str:
+    if not report.held_out:
+        return f"<p class='note'>No held-out set (nlu_data/test/{html.escape(report.language)}).</p>"
+    rows = [
+        [row.intent, row.phrases, f"{row.accuracy:.1%}",
+         ", ".join(f"{name} ({n})" for name, n in row.mistaken_for[:CONFUSIONS_PER_INTENT]) or "-"]
+        for row in accuracy_by_intent(report.held_out)
+    ]  # fmt: skip
+    return _table(rows, ["intent", "phrases", "accuracy", "mistaken for (times)"])
 
 
 def _pairs_table(predictions: list[Prediction]) -> str:
@@ -469,7 +515,8 @@ def render_html(report: NluReport) -> str:
     bands = _table(confidence_bands(report.text_predictions, policy), ["policy band", "share", "correct"])
     headline = "".join(f"<li>{html.escape(line)}</li>" for line in report.headline())
     return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>NLU report ({report.language})</title>
+<html lang="{html.escape(report.language)}"><head><meta charset="utf-8">
+<title>NLU report ({html.escape(report.language)})</title>
 <style>{_STYLE}</style></head><body>
 <h1>NLU report: {html.escape(report.language)}</h1>
 <p class="note">Generated {datetime.now():%Y-%m-%d %H:%M} for model {html.escape(report.model.name)}.
@@ -492,6 +539,10 @@ and no other cut gains more; "none": rejecting nothing is best).</p>
 <h2>Per intent</h2>
 <p class="note">Weakest first (by cross-validation F1).</p>
 {_intent_table(report)}
+<h3>Held-out set: accuracy per intent</h3>
+<p class="note">Least accurate first; "mistaken for" counts what its phrases were understood as
+instead (nlu_fallback: below the fallback threshold).</p>
+{_held_out_table(report)}
 <h2>Confusions</h2>
 <img src="{CONFUSION_PNG}" alt="confusion matrix">
 <h3>Most confused pairs</h3>
@@ -524,7 +575,12 @@ def build_report(
         if asr_sample is None or asr_sample >= len(labelled)
         else random.Random(SEED).sample(labelled, asr_sample)
     )
-    asr_name, spoken = spoken_predictions(config, language, nlu, sample, progress) if sample else ("", [])
+    asr_name, spoken, speech_skipped = "", [], ""
+    if sample:
+        try:
+            asr_name, spoken = spoken_predictions(config, language, nlu, sample, progress)
+        except ModelNotFoundError as exc:  # no recogniser or voice for this language here
+            speech_skipped = str(exc)
     report = NluReport(
         language=language,
         model=model,
@@ -536,6 +592,7 @@ def build_report(
         policy=config.policy,
         thresholds=supported_thresholds(cross_validation + held_out),
         index=out_dir / "index.html",
+        speech_skipped=speech_skipped,
     )
     progress("writing the report")
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -543,3 +600,32 @@ def build_report(
     plot_confidence(report.text_predictions, report.policy, report.thresholds, out_dir / CONFIDENCE_PNG)
     report.index.write_text(render_html(report), encoding="utf-8")
     return report
+
+
+def write_overview(out_dir: Path, reports: list[NluReport]) -> Path:
+    """out_dir/index.html: one row per language's report, with its headline figures and a link."""
+    rows = []
+    for r in reports:
+        page = html.escape(r.index.relative_to(out_dir).as_posix())
+        link = f"<a href='{page}'>{html.escape(r.language)}</a>"
+        speech = accuracy([s.by_speech for s in r.spoken]) if r.spoken else None
+        rows.append(
+            f"<tr><td>{link}</td><td>{len(r.cross_validation)}</td><td>{accuracy(r.cross_validation):.3f}</td>"
+            f"<td>{len(r.held_out)}</td><td>{accuracy(r.held_out):.3f}</td><td>{macro_f1(r.held_out):.3f}</td>"
+            f"<td>{'-' if speech is None else f'{speech:.3f}'}</td></tr>"
+        )
+    index = out_dir / "index.html"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    index.write_text(
+        f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>NLU reports</title><style>{_STYLE}</style></head><body>
+<h1>NLU reports</h1>
+<p class="note">Generated {datetime.now():%Y-%m-%d %H:%M}; one page per language (intent accuracy).</p>
+<table><tr><th>language</th><th>CV phrases</th><th>CV accuracy</th><th>held-out phrases</th>
+<th>held-out accuracy</th><th>held-out macro F1</th><th>speech path accuracy</th></tr>
+{"".join(rows)}
+</table></body></html>
+""",
+        encoding="utf-8",
+    )
+    return index

@@ -13,9 +13,10 @@ from pathlib import Path
 
 from voicebot.config import Config
 from voicebot.datafile import LineDict, load_yaml
-from voicebot.dialogue.flow import Flow, Node, SlotSpec, check_against_nlu, load_flow
+from voicebot.dialogue.flow import Flow, Node, SlotSpec, check_against_nlu, load_flow, prompt_ids
 from voicebot.dialogue.policy import OUT_OF_SCOPE
 from voicebot.errors import DataFileError
+from voicebot.nlu.normalize import normalise
 from voicebot.nlu.rasa_engine import (
     config_file,
     languages,
@@ -31,6 +32,9 @@ MIN_EXAMPLES = 10
 # The dialogue engine reads these itself (yes/no answers, out-of-scope handling), so the flow need not
 # route them.
 ENGINE_INTENTS = frozenset({"affirm", "deny", OUT_OF_SCOPE})
+# The sections of prompts/<language>.yml whose keys every language has (compared with the default
+# language's file): what the bot says, and the names it gives intents when it confirms them.
+PROMPT_SECTIONS = {"prompts": "prompt", "intent_labels": "intent label"}  # section: what one key is
 
 
 @dataclass(frozen=True)
@@ -143,11 +147,11 @@ def _rasa_findings(language: str, data_dir: Path) -> list[Finding]:
     ]
 
 
-def _example_findings(data: NluData) -> list[Finding]:
+def _example_findings(data: NluData, language: str) -> list[Finding]:
     findings: list[Finding] = []
     by_text: dict[str, list[Example]] = defaultdict(list)
     for example in data.examples:
-        by_text[" ".join(example.text.lower().split())].append(example)  # featurizers lowercase
+        by_text[normalise(example.text, language)].append(example)  # as the model is trained on it
     for same in by_text.values():
         if len({e.intent for e in same}) > 1:
             first, *others = same
@@ -240,6 +244,45 @@ def _language_findings(flow: Flow, nlu_languages: list[str]) -> list[Finding]:
     return findings
 
 
+def _prompt_findings(flow: Flow, reference: str) -> list[Finding]:
+    """Each language's prompts file against the default language's, key by key, and against what the
+    flow says. A prompt the flow uses that a language lacks is an error (calls in that language could
+    not say it); any other key only one of the two files has is a warning."""
+    used = set(prompt_ids(flow))
+    docs = {language: load_yaml(prompts.path) for language, prompts in flow.languages.items()}
+    findings: list[Finding] = []
+    for language, prompts in flow.languages.items():
+        for prompt_id in sorted(used - set(prompts.prompts)):
+            line = docs[language].line_of("prompts")
+            message = f"prompt '{prompt_id}' is used by the flow ({flow.path}) but not defined here"
+            findings.append(Finding(ERROR, prompts.path, line, message))
+    if reference not in flow.languages:
+        return findings
+    ref_path, ref_doc = flow.languages[reference].path, docs[reference]
+    for language, prompts in flow.languages.items():
+        if language == reference:
+            continue
+        doc = docs[language]
+        for section, what in PROMPT_SECTIONS.items():
+            ours, theirs = _section(ref_doc, section), _section(doc, section)
+            for key in sorted(set(ours) - set(theirs)):
+                if section == "prompts" and key in used:
+                    continue  # the error above
+                message = f"{what} '{key}' is in {ref_path}:{ours.line_of(key)} but missing here"
+                findings.append(Finding(WARNING, prompts.path, doc.line_of(section), message))
+            for key in sorted(set(theirs) - set(ours)):
+                if section == "prompts" and key in used:
+                    continue  # the reference's own error above
+                message = f"{what} '{key}' is not in {ref_path} (the default language's)"
+                findings.append(Finding(WARNING, prompts.path, theirs.line_of(key), message))
+    return findings
+
+
+def _section(doc: LineDict, name: str) -> LineDict:
+    section = doc.get(name)
+    return section if isinstance(section, LineDict) else LineDict()
+
+
 def validate_project(config: Config) -> list[Finding]:
     """All findings for the configured NLU data and flow, errors and warnings, in file order."""
     data_dir = config.path(config.nlu.data_dir)
@@ -255,14 +298,15 @@ def validate_project(config: Config) -> list[Finding]:
             continue  # the checks below would only repeat the problem
         data_by_language[language] = read_examples(language, data_dir)
         findings += _rasa_findings(language, data_dir)
-        findings += _example_findings(data_by_language[language])
+        findings += _example_findings(data_by_language[language], language)
     try:
-        flow = load_flow(config.path(config.flow_dir))
+        flow = load_flow(config.path(config.flow_dir), check_prompts=False)  # _prompt_findings does
     except DataFileError as exc:
         findings.append(_error(exc))
     else:
         doc = load_yaml(flow.path)  # load_flow keeps no key lines; this gives them
         findings += _language_findings(flow, nlu_languages)
+        findings += _prompt_findings(flow, config.language)
         for language, data in data_by_language.items():
             findings += _flow_findings(flow, doc, data, language, data_dir / language)
         findings += [

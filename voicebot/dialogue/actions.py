@@ -9,11 +9,18 @@ from typing import Any
 
 @dataclass
 class ActionContext:
-    """What an action sees: the call's slots and who the caller proved to be."""
+    """What an action sees: the call's slots, who the caller proved to be and the call's language."""
 
     slots: dict[str, Any]
     caller_id: str
     account: str | None = None  # set once the caller is authenticated
+    language: str = "en"  # what the values an action returns are spoken in (speech_format's language)
+    # How the call's language says the flow's canonical values ("checking" -> "corriente"), for the
+    # words an action writes itself; the values it returns stay canonical (the prompts say them).
+    value_words: dict[str, str] = field(default_factory=dict)
+
+    def word_for(self, value: str) -> str:
+        return self.value_words.get(value, value)
 
 
 @dataclass

@@ -111,6 +111,10 @@ class Prompts:
     intent_labels: dict[str, str]
     # Closed vocabularies by what the bot asked (yes_no, digits), for recognisers that take grammars.
     grammars: dict[str, tuple[str, ...]]
+    # What callers call this language, in any language ("español", "spanish"): said, it switches.
+    language_names: tuple[str, ...] = ()
+    # How this language says the flow's canonical values (slot and action values: "checking").
+    value_words: dict[str, str] = field(default_factory=dict)
 
     def get(self, prompt_id: str) -> Prompt:
         try:
@@ -120,8 +124,12 @@ class Prompts:
 
     def render(self, prompt_id: str, values: dict[str, Any] | None = None) -> str:
         prompt = self.get(prompt_id)
+        words = {
+            name: self.value_words.get(v, v) if isinstance(v, str) else v
+            for name, v in (values or {}).items()
+        }
         try:
-            return prompt.text.format(**(values or {}))
+            return prompt.text.format(**words)
         except (KeyError, IndexError) as exc:
             raise DataFileError(self.path, f"prompt '{prompt_id}' uses unknown value {exc}") from exc
 
@@ -144,6 +152,7 @@ class Flow:
     auth: AuthSpec | None
     languages: dict[str, Prompts]
     confirm_keys: dict[str, bool]  # keys that answer a yes/no question
+    language_keys: dict[str, str] = field(default_factory=dict)  # key -> the language it switches to
 
     def node_for_intent(self, intent: str) -> Node | None:
         return next((n for n in self.nodes.values() if n.intent == intent), None)
@@ -156,6 +165,15 @@ class Flow:
             return self.languages[language]
         except KeyError:
             raise DataFileError(self.path, f"no prompts for language '{language}'") from None
+
+    def language_offer(self, language: str) -> str | None:
+        """ "Para español, oprima 7": how ``language`` is offered, in it; None if it has no key or
+        no ``language_offer`` prompt."""
+        key = next((k for k, offered in self.language_keys.items() if offered == language), None)
+        prompts = self.languages.get(language)
+        if key is None or prompts is None or "language_offer" not in prompts.prompts:
+            return None
+        return prompts.render("language_offer", {"key": key})
 
     def intents(self) -> set[str]:
         """Every intent the flow refers to."""
@@ -286,12 +304,18 @@ def _load_prompts(path: Path) -> Prompts:
             raise DataFileError(path, f"grammar '{name}' must be a list of phrases", line)
         grammars[str(name)] = tuple(words)
     _check_backchannel(grammars, path, grammars_raw.line_of(BACKCHANNEL_GRAMMAR))
+    value_words = require_mapping(doc.get("value_words", LineDict()), path, "'value_words'")
+    names = doc.get("language_names", [])
+    if not isinstance(names, list) or not all(isinstance(n, str) and phrase_words(n) for n in names):
+        raise DataFileError(path, "'language_names' must be a list of names", doc.line_of("language_names"))
     return Prompts(
         language=str(doc.get("language", path.stem)),
         path=path,
         prompts=prompts,
         intent_labels={str(k): str(v) for k, v in labels.items()},
         grammars=grammars,
+        language_names=tuple(names),
+        value_words={str(k): str(v) for k, v in value_words.items()},
     )
 
 
@@ -325,8 +349,12 @@ def _check_backchannel(grammars: dict[str, tuple[str, ...]], path: Path, line: i
                 )
 
 
-def load_flow(flow_dir: Path) -> Flow:
-    """Loads ``flow.yml`` and every ``<lang>.yml`` prompts file in ``flow_dir``, checking references."""
+def load_flow(flow_dir: Path, check_prompts: bool = True) -> Flow:
+    """Loads ``flow.yml`` and every ``<lang>.yml`` prompts file in ``flow_dir``, checking references.
+
+    ``check_prompts=False`` leaves out the check that every language defines every prompt the flow
+    uses (`voicebot validate` reports those itself, each with its file and line).
+    """
     path = flow_dir / "flow.yml"
     doc = require_mapping(load_yaml(path), path, "the flow file")
     raw_nodes = require_mapping(doc.get("nodes"), path, "'nodes'", doc.line_of("nodes"))
@@ -352,6 +380,17 @@ def load_flow(flow_dir: Path) -> Flow:
     languages = {p.stem: _load_prompts(p) for p in sorted(flow_dir.glob("*.yml")) if p.name != "flow.yml"}
     if not languages:
         raise DataFileError(flow_dir, "no prompts file (<language>.yml) next to flow.yml")
+    keys_raw = require_mapping(doc.get("language_keys", LineDict()), path, "'language_keys'")
+    language_keys: dict[str, str] = {}
+    for key, language in keys_raw.items():
+        line = keys_raw.line_of(key)
+        if str(key) not in DTMF_KEYS or str(key) in dtmf_raw:
+            raise DataFileError(
+                path, f"language key '{key}' must be a key 0-9, * or # not in global_dtmf", line
+            )
+        if str(language) not in languages:
+            raise DataFileError(path, f"language key '{key}': no prompts file {language}.yml", line)
+        language_keys[str(key)] = str(language)
     flow = Flow(
         path=path,
         start=_str(doc.get("start"), path, "'start'", doc.line_of("start")),
@@ -363,8 +402,13 @@ def load_flow(flow_dir: Path) -> Flow:
         auth=auth,
         languages=languages,
         confirm_keys=confirm_keys,
+        language_keys=language_keys,
     )
     _check_references(flow, doc, raw_nodes, globals_raw, dtmf_raw)
+    if check_prompts:
+        for prompts in flow.languages.values():
+            for prompt_id in prompt_ids(flow):
+                prompts.get(prompt_id)
     return flow
 
 
@@ -402,12 +446,10 @@ def _check_references(
                 message = f"intent '{node.intent}' enters both '{first}' and '{node.name}'"
                 raise DataFileError(path, message, node.line)
             intents_with_nodes[node.intent] = node.name
-    for prompts in flow.languages.values():
-        for prompt_id in _prompt_ids(flow):
-            prompts.get(prompt_id)
 
 
-def _prompt_ids(flow: Flow) -> Iterable[str]:
+def prompt_ids(flow: Flow) -> Iterable[str]:
+    """Every prompt the flow and the dialogue engine say, in every language."""
     yield from SYSTEM_PROMPTS
     yield from QUEUE_PROMPTS
     for node in flow.nodes.values():

@@ -9,12 +9,13 @@ nodes, slots and actions is voicebot/dialogue/walk.py. The same manager drives a
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
 from voicebot.asr.base import RecognitionHints
-from voicebot.dialogue.flow import GlobalRoute, Node
-from voicebot.dialogue.outputs import Handoff, Hangup, Output, Say
+from voicebot.dialogue.flow import GlobalRoute, Node, phrase_words
+from voicebot.dialogue.outputs import Handoff, Hangup, Output, Say, SwitchLanguage
 from voicebot.dialogue.policy import Decision, decide
 from voicebot.dialogue.states import (
     ConfirmIntent,
@@ -24,7 +25,7 @@ from voicebot.dialogue.states import (
     prefilled_slots,
 )
 from voicebot.dialogue.walk import FlowWalk
-from voicebot.events import NoInput, NoMatch
+from voicebot.events import LanguageChanged, NoInput, NoMatch
 from voicebot.handoff.record import (
     IntentTurn,
     TranscriptLine,
@@ -35,6 +36,8 @@ from voicebot.nlu.base import NluResult
 
 __all__ = ["DialogueManager", "Handoff", "Hangup", "Output", "Say"]
 WITHHELD = "[withheld]"
+# "Spanish, please", "en español por favor": longer utterances that name a language are requests.
+MAX_LANGUAGE_REQUEST_WORDS = 4
 
 
 class DialogueManager(FlowWalk):
@@ -50,8 +53,14 @@ class DialogueManager(FlowWalk):
         return self._state.takes_request
 
     def hints(self) -> RecognitionHints:
-        """What the next caller turn is likely to contain, for ASR biasing and grammars."""
-        return self._state.hints(self.prompts)
+        """What the next caller turn is likely to contain, for ASR biasing and grammars; for the
+        caller's first request, the languages to tell apart when the call serves several."""
+        hints = self._state.hints(self.prompts)
+        first_request = self.turn == 0 and self._state.takes_request
+        if first_request and self.policy.detect_language and len(self.languages) > 1:
+            threshold = self.policy.language_switch_probability
+            hints = dataclasses.replace(hints, languages=self.languages, language_threshold=threshold)
+        return hints
 
     def accepts_key(self, key: str) -> bool:
         return self._state.accepts_key(key)
@@ -59,24 +68,54 @@ class DialogueManager(FlowWalk):
     # ----- inputs ------------------------------------------------------------------------------
 
     def start(self) -> list[Output]:
+        """The greeting, the other languages' offers, the home node (after an apology when the
+        caller asked for a language that cannot be served now)."""
+
         def greet() -> None:
+            if self.unavailable_language is not None:
+                self._say("language_unavailable")
             self._say("greeting")
+            for language in self.languages[1:]:
+                self._offer_language(language)
             self._enter(self.flow.nodes[self.home], "start")
 
         return self._collect(greet)
 
-    def on_utterance(self, text: str, result: NluResult, alternatives: tuple[str, ...] = ()) -> list[Output]:
+    def on_utterance(
+        self,
+        text: str,
+        result: NluResult,
+        alternatives: tuple[str, ...] = (),
+        language: str | None = None,
+    ) -> list[Output]:
+        """``language``: the recogniser heard another of the call's languages, and ``text`` and
+        ``result`` are in it: the call goes on in that language without asking."""
         if self.ended is not None:
             return []  # the call is already leaving (goodbye or transfer prompt playing)
-        self.turn += 1
-        secret = self.collecting_secret
-        self.memory.transcript.append(
-            TranscriptLine("Caller", WITHHELD if secret else safe_transcript_text(text))
-        )
-        if alternatives and not secret:
-            self.memory.alternatives.append([safe_transcript_text(a) for a in alternatives])
-        heard = self._state.pick_transcript(text, alternatives)
-        return self._collect(lambda: self._state.on_result(self, heard, result))
+        asked_for = self._language_named(text)
+        if asked_for is not None:
+            return self._collect(lambda: self.switch_language(asked_for, "spoken"))
+
+        def understood() -> None:
+            if language is not None and language != self.language and language in self.languages:
+                self._use_language(language, "detected")
+            self.turn += 1
+            secret = self.collecting_secret
+            self.memory.transcript.append(
+                TranscriptLine("Caller", WITHHELD if secret else safe_transcript_text(text))
+            )
+            if alternatives and not secret:
+                self.memory.alternatives.append([safe_transcript_text(a) for a in alternatives])
+            heard = self._state.pick_transcript(text, alternatives, self.language)
+            self._state.on_result(self, heard, result)
+
+        return self._collect(understood)
+
+    def offer_language(self, language: str) -> list[Output]:
+        """The caller may have spoken ``language`` (the recogniser was not sure): its offer, in it."""
+        if self.ended is not None or language == self.language or language not in self.languages:
+            return []
+        return self._collect(lambda: self._offer_language(language))
 
     def on_dtmf(self, key: str) -> list[Output]:
         """One key at a time; digits for a slot collect until '#' or the slot's length."""
@@ -160,7 +199,14 @@ class DialogueManager(FlowWalk):
         self._enter(self.flow.nodes[node.dtmf[key]], f"dtmf:{key}")
 
     def global_key(self, key: str) -> None:
-        if key in self.flow.global_dtmf:
+        language = self.flow.language_keys.get(key)
+        if language is not None and language in self.languages:
+            if language == self.language:
+                self._transition(self.node.name, f"dtmf:{key}", "global")
+                self.repeat_question()
+            else:
+                self.switch_language(language, f"dtmf:{key}")
+        elif key in self.flow.global_dtmf:
             self._global(self.flow.global_dtmf[key], f"dtmf:{key}")
         else:
             self.failure("no_match", "unexpected_key")
@@ -245,6 +291,44 @@ class DialogueManager(FlowWalk):
         if intent in self.flow.global_intents:
             return self.flow.global_intents[intent]
         return self.flow.node_for_intent(intent)
+
+    # ----- languages -------------------------------------------------------------------------------
+
+    def switch_language(self, language: str, trigger: str) -> None:
+        """The caller chose another language: the question they were asked, asked again in it."""
+        if language == self.language:
+            self.repeat_question()
+            return
+        self._use_language(language, trigger)
+        if self._last_ask is not None:
+            self.ask(*self._last_ask)
+        else:
+            self._state.reask(self, examples=False)
+
+    def _use_language(self, language: str, trigger: str) -> None:
+        previous, self.language = self.language, language
+        self.prompts = self.flow.prompts(language)
+        self._emit(LanguageChanged(language=language, previous=previous, trigger=trigger))
+        self.memory.transcript.append(TranscriptLine("Bot", f"(language: {language})"))
+        self._out.append(SwitchLanguage(language))
+
+    def _offer_language(self, language: str) -> None:
+        """ "Para español, oprima 7", in that language's words and voice (pre-synthesised)."""
+        offer = self.flow.language_offer(language)
+        if offer is not None:
+            self._out.append(Say(offer, "language_offer", language=language))
+
+    def _language_named(self, text: str) -> str | None:
+        """The served language a short utterance asks for by name ("español", "in Spanish please")."""
+        words = phrase_words(text)
+        if not words or len(words) > MAX_LANGUAGE_REQUEST_WORDS:
+            return None
+        for language in self.languages:
+            for name in self.flow.prompts(language).language_names:
+                name_words = phrase_words(name)
+                if any(words[i : i + len(name_words)] == name_words for i in range(len(words))):
+                    return language
+        return None
 
     def _global(self, route: GlobalRoute, trigger: str) -> None:
         self.failures = 0

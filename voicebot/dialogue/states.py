@@ -23,6 +23,7 @@ class Moves(Protocol):
     """What a state may do to the dialogue (implemented by the DialogueManager)."""
 
     policy: PolicyConfig
+    language: str  # the call's language, which numbers in the caller's words are read in
 
     def route(self, result: NluResult) -> None: ...
     def accept(self, result: NluResult, trigger: str) -> None: ...
@@ -58,7 +59,7 @@ class State:
     def on_result(self, moves: Moves, text: str, result: NluResult) -> None:
         moves.route(result)
 
-    def pick_transcript(self, text: str, alternatives: tuple[str, ...]) -> str:
+    def pick_transcript(self, text: str, alternatives: tuple[str, ...], language: str = "en") -> str:
         """The recogniser's best transcript, or one of its alternatives that answers this state
         where the best one does not."""
         return text
@@ -101,7 +102,7 @@ class SlotPrompt(State):
         self.secret = slot.secret
 
     def on_result(self, moves: Moves, text: str, result: NluResult) -> None:
-        value = slot_value(self.slot, text, result)
+        value = slot_value(self.slot, text, result, language=moves.language)
         if value is not None:
             moves.remember_intent(result, "slot")
             moves.fill_slot(self, value)
@@ -129,13 +130,13 @@ class KeyCollection(SlotPrompt):
     def hints(self, prompts: Prompts) -> RecognitionHints:
         return dataclasses.replace(_grammar_hints(prompts, "digits"), digits=self.slot.length or 0)
 
-    def pick_transcript(self, text: str, alternatives: tuple[str, ...]) -> str:
+    def pick_transcript(self, text: str, alternatives: tuple[str, ...], language: str = "en") -> str:
         # On the phone a digit or two often comes out as letters ("1 2 3 4 5 6 MNA"); a hypothesis
         # further down the n-best list with exactly the slot's number of digits is the answer.
         length = self.slot.length
-        if not length or len(spoken_digits(text)) == length:
+        if not length or len(spoken_digits(text, language=language)) == length:
             return text
-        return next((a for a in alternatives if len(spoken_digits(a)) == length), text)
+        return next((a for a in alternatives if len(spoken_digits(a, language=language)) == length), text)
 
     def accepts_key(self, key: str) -> bool:
         return key != "#" or bool(self.keyed)
@@ -215,13 +216,13 @@ def _grammar_hints(prompts: Prompts, name: str) -> RecognitionHints:
     return RecognitionHints(phrases=words or (), grammar=words)
 
 
-def slot_value(slot: SlotSpec, text: str, result: NluResult) -> Any:
-    """The slot's value in what the caller said, or None."""
+def slot_value(slot: SlotSpec, text: str, result: NluResult, *, language: str = "en") -> Any:
+    """The slot's value in what the caller said (numbers read in the call's language), or None."""
     if slot.kind == "digits":
-        return spoken_digits(text) or None
+        return spoken_digits(text, language=language) or None
     if slot.kind == "amount":
         entity = result.entity("amount")
-        return entity.value if entity else parse_amount(text)
+        return entity.value if entity else parse_amount(text, language=language)
     entity = result.entity(slot.entity)
     return entity.value if entity else None
 

@@ -33,6 +33,8 @@ class FlowWalk:
         caller_id: str,
         emit: Callable[[CallEvent], None],
         home: str | None = None,
+        languages: tuple[str, ...] = (),
+        unavailable_language: str | None = None,
     ) -> None:
         self.flow = flow
         # Where the call starts and "back" ends: the flow's start, or the node the dialled number
@@ -40,6 +42,9 @@ class FlowWalk:
         self.home = home or flow.start
         self.prompts: Prompts = flow.prompts(language)
         self.language = language
+        # The languages this call can switch to (those served); () : the call's language only.
+        self.languages = tuple(dict.fromkeys((language, *languages)))
+        self.unavailable_language = unavailable_language  # asked for, not served: apologised for
         self.actions = actions
         self.policy = policy
         self.call_id = call_id
@@ -58,6 +63,7 @@ class FlowWalk:
         self._state: State = Menu(flow.nodes[self.home])
         self._after_auth: Node | None = None
         self._last_question: list[Say] = []
+        self._last_ask: tuple[str, dict[str, Any] | None, bool] | None = None  # to ask it in another language
         self._menu_stack: list[str] = []
         self._task_intent: str | None = None
         self._out: list[Output] = []
@@ -68,6 +74,7 @@ class FlowWalk:
 
     def ask(self, prompt_id: str, values: dict[str, Any] | None = None, interruptible: bool = True) -> None:
         self._last_question = [self._say(prompt_id, values, interruptible)]
+        self._last_ask = (prompt_id, values, interruptible)
 
     def repeat_question(self) -> None:
         self._out.extend(self._last_question)
@@ -150,7 +157,13 @@ class FlowWalk:
             self._ask_missing_slot(target, auth.slots, for_auth=True)
 
     def _run_action(self, name: str) -> ActionResult:
-        context = ActionContext(slots=dict(self.slots), caller_id=self.caller_id, account=self.account)
+        context = ActionContext(
+            slots=dict(self.slots),
+            caller_id=self.caller_id,
+            account=self.account,
+            language=self.language,
+            value_words=self.prompts.value_words,
+        )
         return self.actions.run(name, context)
 
     def _menu_node(self) -> Node:
@@ -183,7 +196,7 @@ class FlowWalk:
         self._out.append(self.ended)
 
     def _slot_values(self) -> dict[str, Any]:
-        return {name: _speakable(value) for name, value in self.slots.items()}
+        return {name: _speakable(value, self.language) for name, value in self.slots.items()}
 
     def _say(self, prompt_id: str, values: dict[str, Any] | None = None, interruptible: bool = True) -> Say:
         prompt = self.prompts.get(prompt_id)
@@ -199,8 +212,8 @@ class FlowWalk:
         )
 
 
-def _speakable(value: Any) -> Any:
+def _speakable(value: Any, language: str = "en") -> Any:
     """Slot values as the bot should say them (amounts in words the TTS reads naturally)."""
     if isinstance(value, float):
-        return spoken_money(round(value * 100))
+        return spoken_money(round(value * 100), language=language)
     return value

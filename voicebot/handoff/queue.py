@@ -1,8 +1,11 @@
 """The automatic call distributor (ACD): queued calls, agent states, offers and wait estimates.
 
 Pure bookkeeping on a clock the caller passes in (``now``, seconds); the server drives it. Calls are
-served oldest first across queues (every agent takes every queue); an offer goes to the ready agent
-who has been idle longest and moves on when it is not accepted in time.
+served oldest first across queues, each only by an agent with its skills: one who speaks the caller's
+language (the handoff record's) and serves its queue (an agent with no queues serves every queue).
+An offer goes to the eligible ready agent who has been idle longest and moves on when it is not
+accepted in time; a call no logged-in agent can take keeps waiting, it is never offered to the
+wrong agent.
 """
 
 from __future__ import annotations
@@ -28,6 +31,10 @@ class QueuedCall:
     def queue(self) -> str:
         return self.record.queue
 
+    @property
+    def language(self) -> str:
+        return self.record.language
+
 
 @dataclass
 class AgentSeat:
@@ -35,6 +42,11 @@ class AgentSeat:
     state: str = "not_ready"
     since: float = 0.0
     call_id: str | None = None
+    languages: tuple[str, ...] = ("en",)  # the callers' languages the agent speaks
+    queues: tuple[str, ...] = ()  # the queues the agent serves; empty: every queue
+
+    def can_take(self, call: QueuedCall) -> bool:
+        return call.language in self.languages and (not self.queues or call.queue in self.queues)
 
 
 @dataclass(frozen=True)
@@ -91,13 +103,17 @@ class Acd:
         return [c for c in calls if queue is None or c.queue == queue]
 
     def position(self, call_id: str) -> int:
-        """1 for the next call to be answered in its queue."""
+        """1 for the next call to be answered in its queue and language (calls in other languages
+        wait for other agents)."""
         call = self.calls[call_id]
-        return [c.call_id for c in self.waiting(call.queue)].index(call_id) + 1
+        ahead = [c.call_id for c in self.waiting(call.queue) if c.language == call.language]
+        return ahead.index(call_id) + 1
 
     def estimated_wait_s(self, call_id: str) -> float:
-        """Calls ahead (and this one) x average handle time / agents serving (Genesys's estimate)."""
-        serving = sum(1 for seat in self.agents.values() if seat.state != "not_ready")
+        """Calls ahead (and this one) x average handle time / agents serving who could take this call
+        (Genesys's estimate)."""
+        call = self.calls[call_id]
+        serving = sum(1 for seat in self.agents.values() if seat.state != "not_ready" and seat.can_take(call))
         return self.position(call_id) * self.aht_s / max(1, serving)
 
     def record_handle_time(self, seconds: float) -> None:
@@ -105,8 +121,13 @@ class Acd:
 
     # ----- agents --------------------------------------------------------------------------------
 
-    def login(self, username: str, now: float) -> AgentSeat:
-        return self.agents.setdefault(username, AgentSeat(username, since=now))
+    def login(
+        self, username: str, now: float, languages: tuple[str, ...] = ("en",), queues: tuple[str, ...] = ()
+    ) -> AgentSeat:
+        """The agent's seat with the skills of their account (a second login keeps the seat's state)."""
+        seat = self.agents.setdefault(username, AgentSeat(username, since=now))
+        seat.languages, seat.queues = tuple(languages), tuple(queues)
+        return seat
 
     def logout(self, username: str, now: float) -> QueuedCall | None:
         """Returns the call that was being offered to this agent, if any (it goes back to waiting)."""
@@ -145,9 +166,10 @@ class Acd:
         for call in self.waiting():
             if call.offered_to is not None:
                 continue
-            ready = [seat for seat in self.agents.values() if seat.state == "ready"]
+            # Ready agents change with each offer, so look again for every call.
+            ready = [seat for seat in self.agents.values() if seat.state == "ready" and seat.can_take(call)]
             if not ready:
-                break
+                continue  # nobody for this one now: it keeps waiting, a younger call may be taken
             seat = min(ready, key=lambda candidate: candidate.since)
             call.offered_to, call.offer_expires_at = seat.username, now + self.offer_timeout_s
             self._set_state(seat.username, "offered", now, call.call_id)

@@ -7,6 +7,7 @@ so the remote client and commands that never parse do not pay for them.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import os
 import shutil
@@ -27,6 +28,7 @@ from rasa.version import __version__ as RASA_VERSION
 from voicebot.datafile import LineDict, load_yaml
 from voicebot.errors import DataFileError, ModelNotFoundError
 from voicebot.nlu.base import Entity, IntentScore, NluResult
+from voicebot.nlu.normalize import Normalised, code_fingerprint, normalise_aligned, normalise_training_data
 from voicebot.nlu.numbers import parse_amount
 
 FALLBACK_INTENT = "nlu_fallback"  # what Rasa's FallbackClassifier predicts; the dialogue rejects it
@@ -74,8 +76,9 @@ def training_files(language: str, data_dir: Path) -> list[Path]:
 
 
 def content_hash(language: str, data_dir: Path) -> str:
-    """Short digest of the training files (names and bytes), the pipeline config and Rasa's version."""
-    digest = hashlib.sha256(f"rasa {RASA_VERSION}\n".encode())
+    """Short digest of the training files (names and bytes), the pipeline config, Rasa's version and
+    the text normalisation rules (voicebot/nlu/normalize.py) the data is trained through."""
+    digest = hashlib.sha256(f"rasa {RASA_VERSION}\nnormalise {code_fingerprint()}\n".encode())
     language_dir = data_dir / language
     for path in [config_file(language, data_dir), *training_files(language, data_dir)]:
         name = path.relative_to(language_dir) if path.is_relative_to(language_dir) else path.name
@@ -149,6 +152,22 @@ def _model_name(language: str, digest: str) -> str:
     return f"nlu-{language}-{digest}"
 
 
+def write_normalised_data(language: str, data_dir: Path, target_dir: Path) -> Path:
+    """The language's training data as Rasa reads it, normalised (normalize.py), in one Rasa YAML file
+    written by Rasa's writer: the annotations' entity spans are moved with the text they annotate."""
+    from rasa.shared.nlu.training_data.loading import load_data
+
+    source = data_dir / language
+    try:
+        normalised = normalise_training_data(load_data(str(source), language), language)
+    except ValueError as exc:  # two spellings that normalise alike map to different values
+        raise DataFileError(source, f"synonyms: {exc}") from exc
+    target_dir.mkdir(parents=True, exist_ok=True)
+    path = target_dir / "nlu.yml"
+    path.write_text(normalised.nlu_as_yaml(), encoding="utf-8")
+    return path
+
+
 def train(
     language: str,
     data_dir: Path,
@@ -158,7 +177,8 @@ def train(
 ) -> TrainResult:
     """Trains models_dir/<language>/nlu-<language>-<hash>.tar.gz unless that exact model exists.
 
-    Only data_dir/<language> is given to Rasa, so the held-out data_dir/test set is never trained on.
+    Only data_dir/<language> is given to Rasa, so the held-out data_dir/test set is never trained on,
+    and only through a normalised copy (write_normalised_data), the form RasaNlu.parse gives it too.
     ``progress`` is told each phase as it starts: "validating data", "training", "packaging".
     """
     report = progress or (lambda phase: None)
@@ -183,9 +203,8 @@ def train(
     # Train into a scratch dir and move the finished archive in, so an interrupted run never leaves
     # a half-written model that a later run would take as up to date.
     with tempfile.TemporaryDirectory(dir=output_dir, prefix=".training-") as scratch:
-        trained = train_nlu(
-            config=str(config), nlu_data=str(data_dir / language), output=scratch, fixed_model_name=name
-        )
+        nlu_data = write_normalised_data(language, data_dir, Path(scratch) / "data")
+        trained = train_nlu(config=str(config), nlu_data=str(nlu_data), output=scratch, fixed_model_name=name)
         if trained is None:
             raise DataFileError(data_dir / language, "Rasa found no NLU training examples")
         report("packaging")
@@ -205,13 +224,29 @@ def latest_model(language: str, models_dir: Path) -> Path:
     return models[-1]
 
 
-def canonical_value(entity: str, value: Any) -> Any:
-    """Amounts as floats the dialogue can compare. Every other value is canonical already: the NLU
-    data's synonyms (Rasa's EntitySynonymMapper) map what callers say to the values flows use."""
+def canonical_value(entity: str, value: Any, language: str = "en") -> Any:
+    """Amounts as floats the dialogue can compare, read in the model's language. Every other value is
+    canonical already: the NLU data's synonyms (Rasa's EntitySynonymMapper) map what callers say to
+    the values flows use."""
     if entity == "amount":
-        amount = parse_amount(str(value))
+        amount = parse_amount(str(value), language=language or "en")
         return amount if amount is not None else value
     return value
+
+
+def in_original(result: NluResult, normalised: Normalised) -> NluResult:
+    """A result parsed from ``normalised.text`` told in the caller's own text: the entities' spans
+    and texts are those of what was said (values stay as the NLU gave them)."""
+
+    def located(entity: Entity) -> Entity:
+        if entity.start is None or entity.end is None or not entity.start < entity.end:
+            return entity
+        start, end = normalised.source_span(entity.start, entity.end)
+        return dataclasses.replace(entity, text=normalised.original[start:end], start=start, end=end)
+
+    return dataclasses.replace(
+        result, text=normalised.original, entities=tuple(located(e) for e in result.entities)
+    )
 
 
 def no_match(text: str) -> NluResult:
@@ -219,7 +254,7 @@ def no_match(text: str) -> NluResult:
     return NluResult(text=text, intent=fallback, ranking=(fallback,))
 
 
-def result_from_rasa(text: str, parse_data: Mapping[str, Any]) -> NluResult:
+def result_from_rasa(text: str, parse_data: Mapping[str, Any], language: str = "en") -> NluResult:
     """Maps Rasa's parse output (in-process or /model/parse) to an NluResult."""
     intent_data = parse_data.get("intent") or {}
     if not intent_data.get("name"):
@@ -232,7 +267,7 @@ def result_from_rasa(text: str, parse_data: Mapping[str, Any]) -> NluResult:
     entities = tuple(
         Entity(
             entity=item["entity"],
-            value=canonical_value(item["entity"], item["value"]),
+            value=canonical_value(item["entity"], item["value"], language),
             text=text[item["start"] : item["end"]],
             start=item["start"],
             end=item["end"],
@@ -255,9 +290,15 @@ class RasaNlu:
     _instances_lock: ClassVar[threading.Lock] = threading.Lock()
 
     def __init__(
-        self, model_path: Path, runner: Any, target: str, storage: tempfile.TemporaryDirectory[str]
+        self,
+        model_path: Path,
+        runner: Any,
+        target: str,
+        storage: tempfile.TemporaryDirectory[str],
+        language: str = "",
     ) -> None:
         self.model_path = model_path
+        self.language = language  # the model's (its pipeline config's): how parse normalises text
         self._runner = runner
         self._target = target
         self._storage = storage  # the unpacked model; removed when this object goes away
@@ -288,7 +329,7 @@ class RasaNlu:
         )
         if metadata.nlu_target is None:
             raise ModelNotFoundError(f"{model_path} has no NLU pipeline: run `voicebot train`")
-        return cls(model_path, runner, metadata.nlu_target, storage)
+        return cls(model_path, runner, metadata.nlu_target, storage, metadata.language or "")
 
     def _parse_sync(self, text: str) -> dict[str, Any]:
         from rasa.core.channels.channel import UserMessage
@@ -298,8 +339,11 @@ class RasaNlu:
         return results[self._target][0].as_dict(only_output_properties=True)
 
     async def parse(self, text: str) -> NluResult:
-        if not text.strip():
+        """Parses the normalised text (what the model was trained on); the result tells the caller's
+        text and entity spans in it."""
+        normalised = normalise_aligned(text, self.language)
+        if not normalised.text:
             return no_match(text)
         loop = asyncio.get_running_loop()
-        parse_data = await loop.run_in_executor(self._executor, self._parse_sync, text)
-        return result_from_rasa(text, parse_data)
+        parse_data = await loop.run_in_executor(self._executor, self._parse_sync, normalised.text)
+        return in_original(result_from_rasa(normalised.text, parse_data, self.language), normalised)

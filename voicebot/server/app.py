@@ -22,6 +22,7 @@ from voicebot.server.auth import SESSION_COOKIE, LoginLimiter, SessionStore, Web
 from voicebot.server.callbacks import CallbackDialer
 from voicebot.server.caller_leg import CallerLeg
 from voicebot.server.contact_center import AgentDesk, ContactCenter
+from voicebot.server.desk_labels import catalog, desk_texts, language_names
 from voicebot.server.external_leg import ExternalTransferLeg, ReferTransferLeg
 from voicebot.server.kpis import KpiCollector, compute_kpis, erlang_c_forecast
 from voicebot.server.pbx_bridge import PbxBridgeLeg
@@ -49,7 +50,7 @@ def same_secret(given: str, expected: str) -> bool:
     return hmac.compare_digest(given.encode(), expected.encode())
 
 
-def render_page(name: str, **values: str) -> str:
+def render_page(name: str, **values: Any) -> str:
     return PAGES.get_template(name).render(**values)
 
 
@@ -119,7 +120,7 @@ class VoicebotServer:
         app.router.add_get("/login", self.login_form)
         app.router.add_post("/login", self.login)
         app.router.add_post("/logout", self._require("agent", self.logout))
-        app.router.add_get("/agent", self._require("agent", self._page("agent.html")))
+        app.router.add_get("/agent", self._require("agent", self.agent_page))
         app.router.add_get("/agent/ws", self._require("agent", self.agent_socket))
         app.router.add_get("/dashboard", self._require("supervisor", self._page("dashboard.html")))
         app.router.add_get("/api/dashboard", self._require("supervisor", self.dashboard_data))
@@ -255,10 +256,31 @@ class VoicebotServer:
                 name,
                 csrf=session.csrf_token if session else "",
                 username=session.username if session else "",
+                languages=list(self.engines.languages),  # served now: a caller may choose one
+                default_language=self.config.language,
             )
             return web.Response(text=html, content_type="text/html")
 
         return page
+
+    async def agent_page(self, request: web.Request) -> web.Response:
+        """The desk in the agent's UI language (its labels, its script's direction), with their skills."""
+        session: WebSession = request["web_session"]
+        account = self.storage.get_agent(session.username)
+        ui_language = account.ui_language if account is not None else "en"
+        texts = desk_texts(ui_language, self.config.languages)
+        html = render_page(
+            "agent.html",
+            csrf=session.csrf_token,
+            username=session.username,
+            page_language=ui_language,
+            page_direction=catalog(ui_language).direction,
+            labels=texts["labels"],
+            desk_texts=texts,
+            speaks=", ".join(language_names(account.languages).values()) if account is not None else "",
+            queues=", ".join(account.queues) if account is not None else "",
+        )
+        return web.Response(text=html, content_type="text/html")
 
     # ----- media (callers) -------------------------------------------------------------------------
 
@@ -366,7 +388,7 @@ class VoicebotServer:
 
     async def dashboard_data(self, request: web.Request) -> web.Response:
         window_s = self._window_s(request)
-        kpis = compute_kpis(self.storage, time.time() - window_s)
+        kpis = compute_kpis(self.storage, time.time() - window_s, self.config.languages)
         live = self.center.snapshot()
         serving = sum(agent["state"] != "not_ready" for agent in live["agents"])
         forecast = erlang_c_forecast(kpis["queued"], window_s, self.center.acd.aht_s, serving)
@@ -375,6 +397,7 @@ class VoicebotServer:
             "kpis": kpis,
             "live": live,
             "forecast": forecast,
+            "language_names": language_names([*self.config.languages]),
             "reloads": self.reloads,
         }
         return web.json_response(body)
@@ -393,7 +416,7 @@ class VoicebotServer:
 
     async def metrics(self, request: web.Request) -> web.Response:
         window_s = self._window_s(request)
-        kpis = compute_kpis(self.storage, time.time() - window_s)
+        kpis = compute_kpis(self.storage, time.time() - window_s, self.config.languages)
         encode, content_type = choose_encoder(request.headers.get("Accept", ""))
         body = encode(KpiCollector(kpis, self.center.snapshot(), window_s))
         return web.Response(body=body, headers={"Content-Type": content_type})

@@ -8,6 +8,7 @@ import hmac
 import secrets
 import time
 from collections import defaultdict, deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from voicebot.storage import AgentAccount
@@ -23,13 +24,33 @@ def hash_password(password: str, salt: bytes) -> bytes:
     return hashlib.scrypt(password.encode(), salt=salt, n=2**14, r=8, p=1, maxmem=64 * 1024 * 1024)
 
 
-def make_account(username: str, password: str, role: str) -> AgentAccount:
+def make_account(
+    username: str,
+    password: str,
+    role: str,
+    *,
+    languages: Sequence[str] = ("en",),
+    queues: Sequence[str] = (),
+    ui_language: str = "en",
+) -> AgentAccount:
+    """A new account; ``languages`` are the callers' languages the agent speaks, ``queues`` the queues
+    they serve (none: every queue), ``ui_language`` the language of their desk's labels."""
     if role not in ROLES:
         raise ValueError(f"role must be one of {', '.join(ROLES)}")
     if not username.isidentifier() or len(password) < 8:
         raise ValueError("username must be letters, digits or _; password at least 8 characters")
+    if not languages:
+        raise ValueError("an agent speaks at least one language")
     salt = secrets.token_bytes(16)
-    return AgentAccount(username, hash_password(password, salt), salt, role)
+    return AgentAccount(
+        username,
+        hash_password(password, salt),
+        salt,
+        role,
+        languages=tuple(dict.fromkeys(languages)),
+        queues=tuple(dict.fromkeys(queues)),
+        ui_language=ui_language,
+    )
 
 
 def verify_password(account: AgentAccount, password: str) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from voicebot.engines import Engines
-from voicebot.events import CallEvent
+from voicebot.events import CallEvent, LanguageChanged
 from voicebot.handoff.record import HandoffRecord
 from voicebot.storage import Storage
 
@@ -27,7 +27,17 @@ class CallRecords:
 
     def handoff(self, record: HandoffRecord) -> None:
         self.storage.save_handoff(record)
+        self._language_now(record.language)
 
     def record_end(self, outcome: str, result: str, events: list[CallEvent]) -> None:
+        # The call counts for the language it ended in (the caller may have switched).
+        switches = [event.language for event in events if isinstance(event, LanguageChanged)]
+        if switches:
+            self._language_now(switches[-1])
         self.storage.call_ended(self.call_id, outcome, result, time.time())
         self.storage.add_trace_events(events, time.time() - time.monotonic())
+
+    def _language_now(self, language: str) -> None:
+        if language and language != self.language:
+            self.language = language
+            self.storage.set_call_language(self.call_id, language)

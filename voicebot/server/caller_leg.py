@@ -62,6 +62,7 @@ class CallerLeg(CallRecords):
     def escalated(self, record: HandoffRecord, line: CallerLine, preface: Sequence[PromptPart] = ()) -> None:
         """Queues the caller; ``preface`` is said before the first position announcement."""
         self._line = line
+        self.language = record.language  # the caller may have switched language during the bot part
         self.center.enqueue(self, record)
         line.send({"type": "transfer", "queue": record.queue})
         self._announce_position(preface)

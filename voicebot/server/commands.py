@@ -55,6 +55,20 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     )
     add.add_argument("username")
     add.add_argument("--role", choices=ROLES, default="agent")
+    add.add_argument(
+        "--languages",
+        type=comma_list,
+        default=["en"],
+        help="the callers' languages the agent speaks, comma-separated, of the settings' languages"
+        " (default: en)",
+    )
+    add.add_argument(
+        "--queues",
+        type=comma_list,
+        default=[],
+        help="the queues the agent serves, comma-separated (default: every queue)",
+    )
+    add.add_argument("--ui-language", default="en", help="the language of the desk's labels (default: en)")
     add.set_defaults(handler=cmd_agents_add)
 
     reload = subparsers.add_parser("reload", help="make a running server reload NLU model, flow and prompts")
@@ -62,6 +76,35 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
         "--url", help="the running server (default: server.host and server.port in the settings)"
     )
     reload.set_defaults(handler=cmd_reload)
+
+
+def comma_list(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def agent_profile_problems(args: argparse.Namespace, config: Config) -> list[str]:
+    """What is wrong with the languages and queues `agents add` was given (none: nothing)."""
+    served = ", ".join(config.languages)
+    problems = [
+        f"language '{language}' is not one of the languages served ({served})"
+        for language in args.languages
+        if language not in config.languages
+    ]
+    if not args.languages:
+        problems.append(f"--languages needs at least one of the languages served ({served})")
+    if args.ui_language not in config.languages:
+        problems.append(f"--ui-language '{args.ui_language}' is not one of the languages served ({served})")
+    if args.queues:
+        from voicebot.dialogue.flow import load_flow
+
+        flow = load_flow(config.path(config.flow_dir), check_prompts=False)
+        known = sorted({flow.default_queue, *flow.queues.values()})
+        problems += [
+            f"queue '{queue}' is not a queue of the flow ({', '.join(known)})"
+            for queue in args.queues
+            if queue not in known
+        ]
+    return problems
 
 
 def server_settings(args: argparse.Namespace, config: Config) -> ServerConfig:
@@ -124,16 +167,32 @@ def cmd_agents_add(args: argparse.Namespace, config: Config) -> int:
     from voicebot.server.app import storage_path
     from voicebot.storage import SqliteStorage
 
+    problems = agent_profile_problems(args, config)
+    if problems:
+        for problem in problems:
+            print(f"error: {problem}", file=sys.stderr)
+        return 2
     password = os.environ.get("VOICEBOT_PASSWORD") or getpass.getpass(f"password for {args.username}: ")
     try:
-        account = make_account(args.username, password, args.role)
+        account = make_account(
+            args.username,
+            password,
+            args.role,
+            languages=args.languages,
+            queues=args.queues,
+            ui_language=args.ui_language,
+        )
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     storage = SqliteStorage(storage_path(config))
     storage.save_agent(account)
     storage.close()
-    print(f"{args.role} {args.username} saved")
+    queues = ", ".join(account.queues) or "every queue"
+    print(
+        f"{args.role} {args.username} saved: speaks {', '.join(account.languages)}; serves {queues};"
+        f" desk in {account.ui_language}"
+    )
     return 0
 
 

@@ -149,7 +149,12 @@ class ContactCenter:
         if previous is not None:
             await previous.ws.close(message=b"signed in elsewhere")
         self.desks[desk.username] = desk
-        self.acd.login(desk.username, time.time())
+        # The seat gets the account's skills: the languages the agent speaks and the queues served.
+        account = self.storage.get_agent(desk.username)
+        if account is not None:
+            self.acd.login(desk.username, time.time(), account.languages, account.queues)
+        else:
+            self.acd.login(desk.username, time.time())
         await self._send_state(desk.username)
 
     async def desk_disconnected(self, desk: AgentDesk) -> None:
@@ -231,12 +236,19 @@ class ContactCenter:
                 {
                     "call_id": call.call_id,
                     "reason": call.record.reason,
+                    "language": call.language,
                     "waiting_s": round(now - call.entered_at, 1),
                     "offered_to": call.offered_to,
                 }
             )
         agents = [
-            {"username": seat.username, "state": seat.state, "for_s": round(now - seat.since, 1)}
+            {
+                "username": seat.username,
+                "state": seat.state,
+                "for_s": round(now - seat.since, 1),
+                "languages": list(seat.languages),
+                "queues": list(seat.queues),
+            }
             for seat in sorted(self.acd.agents.values(), key=lambda seat: seat.username)
         ]
         return {"queues": queues, "agents": agents, "aht_s": round(self.acd.aht_s, 1)}

@@ -16,17 +16,18 @@ from __future__ import annotations
 import math
 import statistics
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from voicebot.handoff.queue import erlang_c_asa, erlang_c_service_level
-from voicebot.storage import Storage
+from voicebot.storage import CallRow, DispositionRow, QueueEntryRow, Storage
 
 SHORT_ABANDON_S = 5.0
 SERVICE_LEVEL_S = 20.0
+OTHER_LANGUAGE = "other"  # calls in a language no longer served, in the split by language
 
 
 def _mean(values: list[float]) -> float | None:
@@ -44,29 +45,34 @@ def _percentile(values: list[float], fraction: float) -> float | None:
     return round(ordered[min(len(ordered) - 1, int(fraction * len(ordered)))], 1)
 
 
-def compute_kpis(storage: Storage, since: float) -> dict[str, Any]:
-    calls = [c for c in storage.calls_since(since) if c.outcome is not None]
-    entries = [e for e in storage.queue_entries_since(since) if e.waited_s is not None]
+def _figures(
+    calls: list[CallRow],
+    entries: list[QueueEntryRow],
+    queued: int,
+    dispositions: list[DispositionRow],
+    escalations: list[tuple[str, str]],
+) -> dict[str, Any]:
+    """The window's figures from its rows (``calls`` ended, ``entries`` that left the queue)."""
     answered = [e.waited_s or 0.0 for e in entries if e.result == "answered"]
     abandoned = [e.waited_s or 0.0 for e in entries if e.result == "abandoned"]
     counted_abandons = [w for w in abandoned if w >= SHORT_ABANDON_S]
     offered = len(answered) + len(counted_abandons)
-    dispositions = storage.dispositions_since(since)
     # Only escalations of sessions counted above, so a rate never exceeds 100 % while calls still wait.
     ended = {c.call_id for c in calls}
-    reasons = Counter(reason for call_id, reason in storage.escalations_since(since) if call_id in ended)
-    latencies = storage.turn_latencies_since(since)
+    reasons = Counter(reason for call_id, reason in escalations if call_id in ended)
     bot_sessions = len(calls)
     return {
         "calls": bot_sessions,
         "contained": sum(c.outcome == "contained" for c in calls),
         "containment_rate": _ratio(sum(c.outcome == "contained" for c in calls), bot_sessions),
+        "transfers": sum(reasons.values()),
+        "transfer_rate": _ratio(sum(reasons.values()), bot_sessions),
         "transfers_by_reason": dict(reasons),
         "transfer_rate_by_reason": {r: _ratio(n, bot_sessions) for r, n in reasons.items()},
         "answered": len(answered),
         "abandoned": len(abandoned),
         "callbacks": sum(e.result == "callback" for e in entries),
-        "queued": len(storage.queue_entries_since(since)),
+        "queued": queued,
         "asa_s": _mean(answered),
         "average_wait_s": _mean([e.waited_s or 0.0 for e in entries]),
         "abandonment_rate": _ratio(len(counted_abandons), offered),
@@ -74,9 +80,50 @@ def compute_kpis(storage: Storage, since: float) -> dict[str, Any]:
         "service_level_20s": _ratio(sum(w <= SERVICE_LEVEL_S for w in answered), offered),
         "aht_s": _mean([d.handle_s for d in dispositions]),
         "fcr": _ratio(sum(d.disposition == "resolved" for d in dispositions), len(dispositions)),
-        "turn_latency_p50_ms": _percentile(latencies, 0.5),
-        "turn_latency_p95_ms": _percentile(latencies, 0.95),
     }
+
+
+def compute_kpis(storage: Storage, since: float, languages: Sequence[str] = ()) -> dict[str, Any]:
+    """The window's figures, and the same split by the calls' (final) language in ``by_language``:
+    one entry for each of ``languages`` (the served ones: a bounded set), calls in any other language
+    under ``other``. Without ``languages``, the languages of the window's calls."""
+    started = storage.calls_since(since)
+    calls = [c for c in started if c.outcome is not None]
+    queue_rows = storage.queue_entries_since(since)
+    entries = [e for e in queue_rows if e.waited_s is not None]
+    dispositions = storage.dispositions_since(since)
+    escalations = storage.escalations_since(since)
+    latencies = storage.turn_latencies_since(since)
+    figures = _figures(calls, entries, len(queue_rows), dispositions, escalations)
+    figures["turn_latency_p50_ms"] = _percentile(latencies, 0.5)
+    figures["turn_latency_p95_ms"] = _percentile(latencies, 0.95)
+
+    call_language = {c.call_id: c.language for c in started}
+
+    def language_of(call_id: str) -> str:
+        if call_id not in call_language:  # a call that started before the window
+            row = storage.get_call(call_id)
+            call_language[call_id] = row.language if row is not None else ""
+        return call_language[call_id]
+
+    served = list(dict.fromkeys(languages)) or sorted({c.language for c in started})
+    group = {language: language for language in served}
+
+    def bucket(call_id: str) -> str:
+        return group.get(language_of(call_id), OTHER_LANGUAGE)
+
+    by_language: dict[str, dict[str, Any]] = {}
+    seen = {bucket(c.call_id) for c in started} | {bucket(e.call_id) for e in queue_rows}
+    for language in [*served, *([OTHER_LANGUAGE] if OTHER_LANGUAGE in seen else [])]:
+        by_language[language] = _figures(
+            [c for c in calls if bucket(c.call_id) == language],
+            [e for e in entries if bucket(e.call_id) == language],
+            sum(bucket(e.call_id) == language for e in queue_rows),
+            [d for d in dispositions if bucket(d.call_id) == language],
+            [(call_id, reason) for call_id, reason in escalations if bucket(call_id) == language],
+        )
+    figures["by_language"] = by_language
+    return figures
 
 
 def erlang_c_forecast(arrivals: int, window_s: float, aht_s: float, agents: int) -> dict[str, float | None]:
@@ -106,6 +153,23 @@ WINDOW_GAUGES = (
     ("turn_latency_p50_ms", "bot turn latency median, ms"),
     ("turn_latency_p95_ms", "bot turn latency 95th percentile, ms"),
 )
+# The same figures by the calls' language, as voicebot_<key>_by_language{language, window}: the
+# label's values are the served languages (and "other"), so the series stay few.
+LANGUAGE_GAUGES = (
+    ("calls", "bot sessions ended in the window, by the call's language"),
+    ("containment_rate", "bot sessions ended without transfer / bot sessions, by language"),
+    ("transfers", "escalations to an agent, by language"),
+    ("transfer_rate", "escalations / bot sessions, by language"),
+    ("answered", "queued calls answered by an agent, by language"),
+    ("abandoned", "queued calls abandoned by the caller, by language"),
+    ("callbacks", "queued callers who asked for a callback, by language"),
+    ("asa_s", "average speed of answer, seconds, by language"),
+    ("average_wait_s", "average queue wait of calls that left the queue, seconds, by language"),
+    ("abandonment_rate", "abandoned (>= 5 s) / (answered + abandoned), by language"),
+    ("service_level_20s", "answered within 20 s / (answered + abandoned), by language"),
+    ("aht_s", "average handle time (talk + wrap-up), seconds, by language"),
+    ("fcr", "first-contact resolution from dispositions, by language"),
+)
 
 
 class KpiCollector(Collector):
@@ -134,6 +198,42 @@ class KpiCollector(Collector):
         )
         states = sorted(Counter(agent["state"] for agent in self.live["agents"]).items())
         yield self._gauge("agents", "logged-in agents by state now", ["state"], [([s], n) for s, n in states])
+        yield from self._by_language()
+
+    def _by_language(self) -> Iterator[Metric]:
+        by_language: dict[str, dict[str, Any]] = self.kpis.get("by_language", {})
+        languages = sorted(by_language)
+        for key, help_text in LANGUAGE_GAUGES:
+            samples = [
+                ([self.window, language], by_language[language][key])
+                for language in languages
+                if by_language[language].get(key) is not None
+            ]
+            yield self._gauge(f"{key}_by_language", help_text, ["window", "language"], samples)
+
+        def bucket(language: str) -> str:
+            return language if language in by_language else OTHER_LANGUAGE
+
+        waiting = Counter(
+            bucket(call.get("language", "")) for calls in self.live["queues"].values() for call in calls
+        )
+        yield self._gauge(
+            "queue_waiting_by_language",
+            "calls waiting now, by the caller's language",
+            ["language"],
+            [([language], waiting[language]) for language in sorted({*languages, *waiting})],
+        )
+        agents = Counter(
+            (language, agent["state"])
+            for agent in self.live["agents"]
+            for language in {bucket(spoken) for spoken in agent.get("languages", ())}
+        )
+        yield self._gauge(
+            "agents_by_language",
+            "logged-in agents who speak each language, by state now (an agent counts once per language)",
+            ["language", "state"],
+            [([language, state], n) for (language, state), n in sorted(agents.items())],
+        )
 
     @staticmethod
     def _gauge(

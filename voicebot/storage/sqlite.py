@@ -55,6 +55,13 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE callbacks ADD COLUMN result TEXT;
     ALTER TABLE callbacks ADD COLUMN finished_at REAL;
     """,
+    # 3: agents' skills: the callers' languages they speak and the queues they serve (JSON arrays;
+    # no queues: every queue), and the language of their desk's labels.
+    """
+    ALTER TABLE agents ADD COLUMN languages TEXT NOT NULL DEFAULT '["en"]';
+    ALTER TABLE agents ADD COLUMN queues TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE agents ADD COLUMN ui_language TEXT NOT NULL DEFAULT 'en';
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -99,6 +106,10 @@ class SqliteStorage:
             "UPDATE calls SET ended_at = ?, outcome = ?, end_reason = ? WHERE call_id = ?",
             (at, outcome, reason, call_id),
         )
+
+    def set_call_language(self, call_id: str, language: str) -> None:
+        """The caller switched language during the call: the call counts for the one it ended in."""
+        self._db.execute("UPDATE calls SET language = ? WHERE call_id = ?", (language, call_id))
 
     def get_call(self, call_id: str) -> CallRow | None:
         row = self._db.execute("SELECT * FROM calls WHERE call_id = ?", (call_id,)).fetchone()
@@ -179,13 +190,22 @@ class SqliteStorage:
 
     def save_agent(self, account: AgentAccount) -> None:
         self._db.execute(
-            "INSERT OR REPLACE INTO agents (username, password_hash, salt, role) VALUES (?, ?, ?, ?)",
-            (account.username, account.password_hash, account.salt, account.role),
-        )
+            "INSERT OR REPLACE INTO agents (username, password_hash, salt, role, languages, queues,"
+            " ui_language) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                account.username, account.password_hash, account.salt, account.role,
+                json.dumps(list(account.languages)), json.dumps(list(account.queues)), account.ui_language,
+            ),
+        )  # fmt: skip
 
     def get_agent(self, username: str) -> AgentAccount | None:
         row = self._db.execute("SELECT * FROM agents WHERE username = ?", (username,)).fetchone()
-        return AgentAccount(**row) if row else None
+        if row is None:
+            return None
+        values = dict(row)
+        values["languages"] = tuple(json.loads(values["languages"]))
+        values["queues"] = tuple(json.loads(values["queues"]))
+        return AgentAccount(**values)
 
     # ----- wrap-up -------------------------------------------------------------------------------
 

@@ -16,7 +16,6 @@ import logging
 from voicebot.audio import FRAME_MS
 from voicebot.call import SILENCE
 from voicebot.engines import Engines
-from voicebot.errors import DataFileError
 from voicebot.handoff.record import HandoffRecord
 from voicebot.telephony.narrowband import LINE_FRAME_BYTES, Narrowband
 from voicebot.telephony.rtp import DECODERS, ENCODERS, JitterBuffer, RtpPacket, RtpSender, TelephoneEvents
@@ -110,13 +109,7 @@ class SipCall(LiveCall):
             return
         settings = self.engines.config
         route = settings.telephony.route(self.incoming.dialled)
-        language = route.language or settings.language
-        try:
-            self.engines.flow.prompts(language)
-        except DataFileError:
-            log.warning("number %s: no prompts for language %s; using %s", self.incoming.dialled, language,
-                        settings.language)  # fmt: skip
-            language = settings.language
+        language = route.language or settings.language  # one not served: the default, with an apology
         session = await self.start(self.incoming.caller_id, language, home=route.start)
         log.info("SIP call %s from %s to %s", session.call_id, self.incoming.caller_id, self.incoming.dialled)
         await session.start()

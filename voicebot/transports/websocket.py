@@ -21,7 +21,6 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from voicebot.audio import DTMF_KEYS, FRAME_BYTES
 from voicebot.audio.codecs import split_frames
 from voicebot.engines import Engines
-from voicebot.errors import DataFileError
 from voicebot.transports.line import CallOwner, HangUp, LiveCall, ProtocolViolation
 
 MAX_FRAMES_PER_MESSAGE = 10
@@ -71,10 +70,9 @@ class MediaCall(LiveCall):
         language = str(message.get("language") or self.engines.config.language)
         if len(caller_id) > 32 or not caller_id.isprintable():
             raise ProtocolViolation("caller_id must be at most 32 printable characters")
-        try:
-            self.engines.flow.prompts(language)
-        except DataFileError:
-            raise ProtocolViolation(f"unsupported language '{language[:16]}'") from None
+        if len(language) > 16 or not language.isprintable():
+            raise ProtocolViolation("language must be at most 16 printable characters")
+        # A language the bot does not serve gets the default language, with an apology (CallSession).
         session = await self.start(caller_id, language)
         await self.ws.send_json({"type": "started", "call_id": session.call_id})
         await session.start()
