@@ -32,6 +32,7 @@ from voicebot.asr.whisper_engine import WhisperRecognizer, collapse_repeats
 from voicebot.audio import SAMPLE_RATE
 from voicebot.audio.codecs import resample, split_frames
 from voicebot.audio.wav import load_wav, pcm_from_samples
+from voicebot.cli import main
 from voicebot.config import AsrConfig, Config
 from voicebot.downloads import ModelFetchError
 from voicebot.errors import ModelNotFoundError
@@ -366,3 +367,13 @@ def test_fetch_installs_a_verified_model_once(loopback_server: tuple[str, Path])
 )
 def test_whisper_collapses_a_phrase_decoded_over_and_over(text: str, seconds: float, heard: str) -> None:
     assert collapse_repeats(text, seconds) == heard
+
+
+def test_a_model_without_a_pinned_digest_needs_one_given(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    settings = tmp_path / "voicebot.yml"
+    settings.write_text(f"asr:\n  vosk_models_dir: {tmp_path / 'vosk'}\n")
+    assert main(["--config", str(settings), "models", "fetch", "vosk-model-small-fa-0.42"]) == 1
+    assert "--sha256 DIGEST" in capsys.readouterr().err
+    assert not (tmp_path / "vosk").exists() or not list((tmp_path / "vosk").iterdir())

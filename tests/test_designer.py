@@ -180,6 +180,28 @@ def test_intent_routed_but_never_trained_is_one_error_per_language_at_its_flow_l
     ]
 
 
+def test_a_prompt_in_the_wrong_script_is_reported_where_it_is(project: Config) -> None:
+    """An English sentence left in the Persian file, a Persian one pasted into the Spanish file."""
+    persian, spanish = flow_path(project, "fa.yml"), flow_path(project, "es.yml")
+    remove_prompt(persian, "goodbye")
+    add_prompt(persian, "goodbye", "Thank you for calling, {name}. Goodbye!")
+    remove_prompt(spanish, "no_input")
+    add_prompt(spanish, "no_input", "ببخشید، چیزی نشنیدم.")
+
+    located = {(f.severity, f.path, f.line, f.message) for f in validate_project(project)}
+
+    assert (
+        WARNING, persian, line_of(persian, "goodbye: .*"),
+        "prompt 'goodbye' is mostly not in the Arabic script of 'fa': untranslated?",
+    ) in located  # fmt: skip
+    assert (
+        WARNING, spanish, line_of(spanish, "no_input: .*"),
+        "prompt 'no_input' is mostly not in the Latin script of 'es': untranslated?",
+    ) in located  # fmt: skip
+    assert not any("script" in message for *_, message in located if "goodbye" not in message
+                   and "no_input" not in message)  # fmt: skip
+
+
 def test_missing_spanish_prompt_and_persian_intent_are_reported_where_they_are(project: Config) -> None:
     spanish, persian, english = (flow_path(project, f"{language}.yml") for language in ("es", "fa", "en"))
     remove_prompt(spanish, "balance_result")  # the flow's check_balance node says it

@@ -146,3 +146,30 @@ def test_a_language_that_is_not_served_gets_the_default_with_an_apology(tmp_path
     assert session.language == "en"
     assert [e.prompt_id for e in said(session)][:2] == ["language_unavailable", "greeting"]
     assert said(session)[0].text == ENGLISH.render("language_unavailable")
+
+
+def test_a_persian_caller_not_understood_gets_the_keypad_menu_then_an_agent(tmp_path: Path) -> None:
+    """Persian speech is what the recogniser hears worst: what it makes of it is not understood,
+    the re-prompt gives the keypad menu, and the next miss hands the call to an agent; no loop."""
+    persian = Languages([], [])
+    fa_asr = ScriptedRecognizer("salom micho ambozhu", "dites of amrobetaliam")
+    engines = scripted_engines(
+        tmp_path,
+        persian.en_asr,
+        persian.en_nlu,
+        persian.en_voice,
+        others={"fa": (fa_asr, ScriptedNlu({}), persian.fa_voice)},
+    )
+    session = CallSession(engines, language="fa", on_handoff=lambda record: None)
+
+    async def call() -> None:
+        await started(session)
+        await speak(session)
+        await speak(session)
+
+    asyncio.run(call())
+    persian_prompts = FLOW.prompts("fa")
+    texts = [e.text for e in said(session)]
+    assert persian_prompts.render("main_menu_examples") in texts  # the keys, in Persian
+    assert session.outcome == "escalated" and session.dialogue.handoff is not None
+    assert session.dialogue.handoff.reason == "no_match" and session.dialogue.handoff.language == "fa"

@@ -158,7 +158,8 @@ def cmd_models(args: argparse.Namespace, config: Config) -> int:
             if args.name.startswith(PIPER_PREFIX):
                 print(f"installed {fetch_piper_voice(args.name[len(PIPER_PREFIX) :], voices_dir)}")
             else:
-                print(f"installed {fetch_vosk_model(args.name, config.path(config.asr.vosk_models_dir))}")
+                vosk_dir = config.path(config.asr.vosk_models_dir)
+                print(f"installed {fetch_vosk_model(args.name, vosk_dir, sha256=args.sha256)}")
         except ModelFetchError as exc:
             print(f"warning: {exc}", file=sys.stderr)
             return 1
@@ -293,6 +294,10 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="?",
         default="vosk-model-small-en-us-0.15",
         help="a Vosk model, or piper:NAME for a Piper voice",
+    )
+    models.add_argument(
+        "--sha256",
+        help="the archive's SHA-256, for a Vosk model with no pinned digest (e.g. vosk-model-small-fa-0.42)",
     )
     models.set_defaults(handler=cmd_models)
 

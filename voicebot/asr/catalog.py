@@ -163,7 +163,10 @@ def fetch_vosk_model(
         raise ModelFetchError(f"{target} exists but is not a Vosk model: remove it and fetch again")
     expected = sha256 or PINNED_SHA256.get(name)
     if expected is None:
-        raise ModelFetchError(f"no pinned SHA-256 for {name}: pass the archive's digest to fetch it")
+        raise ModelFetchError(
+            f"no pinned SHA-256 for {name}: pass the archive's digest to fetch it (`voicebot models fetch "
+            f"{name} --sha256 DIGEST`)"
+        )
     url = f"{base_url}{name}.zip"
     dest.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=dest, prefix=f".{name}.") as staging:

@@ -6,6 +6,7 @@ malformed examples) stop the checks that depend on that data, so one mistake giv
 
 from __future__ import annotations
 
+import re
 import warnings
 from collections import Counter, defaultdict
 from dataclasses import dataclass
@@ -278,6 +279,38 @@ def _prompt_findings(flow: Flow, reference: str) -> list[Finding]:
     return findings
 
 
+# The script each language is written in, for spotting prompts left untranslated or pasted into
+# the wrong file; languages not listed are not checked.
+LANGUAGE_SCRIPTS = {"en": "Latin", "es": "Latin", "fa": "Arabic"}
+_SCRIPT_LETTERS = {
+    "Latin": re.compile(r"[A-Za-z\u00c0-\u024f]"),
+    "Arabic": re.compile(r"[\u0600-\u06ff\ufb50-\ufdff\ufe70-\ufeff]"),
+}
+
+
+def _script_findings(flow: Flow) -> list[Finding]:
+    """A prompt or intent label whose letters are mostly of another script than its language's."""
+    findings: list[Finding] = []
+    for language, prompts in flow.languages.items():
+        script = LANGUAGE_SCRIPTS.get(language)
+        if script is None:
+            continue
+        doc = load_yaml(prompts.path)
+        texts = [("prompt", "prompts", key, p.text) for key, p in prompts.prompts.items()]
+        texts += [
+            ("intent label", "intent_labels", key, label) for key, label in prompts.intent_labels.items()
+        ]
+        for what, section, key, text in texts:
+            letters = re.sub(r"\{[^}]*\}|[\W\d_]", "", text)  # placeholders and punctuation aside
+            own = len(_SCRIPT_LETTERS[script].findall(letters))
+            if letters and own < len(letters) / 2:
+                message = (
+                    f"{what} '{key}' is mostly not in the {script} script of '{language}': untranslated?"
+                )
+                findings.append(Finding(WARNING, prompts.path, _section(doc, section).line_of(key), message))
+    return findings
+
+
 def _section(doc: LineDict, name: str) -> LineDict:
     section = doc.get(name)
     return section if isinstance(section, LineDict) else LineDict()
@@ -307,6 +340,7 @@ def validate_project(config: Config) -> list[Finding]:
         doc = load_yaml(flow.path)  # load_flow keeps no key lines; this gives them
         findings += _language_findings(flow, nlu_languages)
         findings += _prompt_findings(flow, config.language)
+        findings += _script_findings(flow)
         for language, data in data_by_language.items():
             findings += _flow_findings(flow, doc, data, language, data_dir / language)
         findings += [
