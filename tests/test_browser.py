@@ -92,6 +92,15 @@ def add_accounts(server: ServerThread) -> None:
         server.server.storage.save_agent(make_account(name, f"{name}-password", role))
 
 
+def wait_until(page: playwright.Page, expression: str) -> None:
+    """Like ``page.wait_for_function``, which polls by evaluating a string in the page: the pages'
+    Content-Security-Policy forbids that (no 'unsafe-eval'), ``evaluate`` runs over DevTools."""
+    deadline = time.monotonic() + WAIT_MS / 1000
+    while not page.evaluate(expression):
+        assert time.monotonic() < deadline, f"not true within {WAIT_MS / 1000:.0f} s: {expression}"
+        page.wait_for_timeout(50)
+
+
 def log_in(page: playwright.Page, url: str, path: str, username: str) -> None:
     page.goto(f"{url}/login?next={path}")
     page.fill("input[name=username]", username)
@@ -106,7 +115,7 @@ def ready_agent(browser: playwright.Browser, server: ServerThread) -> playwright
     agent = browser.new_context().new_page()
     log_in(agent, server.url, "/agent", "alice")
     agent.click("#ready")
-    agent.wait_for_function("window.desk.state === 'ready'", timeout=WAIT_MS)
+    wait_until(agent, "window.desk.state === 'ready'")
     return agent
 
 
@@ -117,7 +126,7 @@ def snapshot(page: playwright.Page, name: str) -> None:
 
 
 def queue_message(page: playwright.Page) -> dict:
-    page.wait_for_function("window.phone.messages.some(m => m.type === 'queue')", timeout=WAIT_MS)
+    wait_until(page, "window.phone.messages.some(m => m.type === 'queue')")
     return page.evaluate("window.phone.messages.find(m => m.type === 'queue')")
 
 
@@ -134,7 +143,7 @@ def test_spoken_request_reaches_an_agent_with_screen_pop_and_two_way_audio(
         # The bot hears the WAV through getUserMedia + the AudioWorklet and escalates on it.
         assert queue_message(caller)["position"] == 1
 
-        agent.wait_for_function("window.desk.offer !== null", timeout=WAIT_MS)
+        wait_until(agent, "window.desk.offer !== null")
         assert agent.inner_text("#pop-reason") == "caller_request"
         assert "talk_to_agent" in agent.inner_text("#pop-intents")
         assert "person" in agent.inner_text("#pop-transcript").lower()
@@ -143,24 +152,22 @@ def test_spoken_request_reaches_an_agent_with_screen_pop_and_two_way_audio(
         snapshot(agent, "agent-desk-offer-screen-pop")
         snapshot(caller, "softphone-in-queue")
         agent.click("#accept")
-        agent.wait_for_function("window.desk.state === 'talking'", timeout=WAIT_MS)
-        caller.wait_for_function(
-            "window.phone.messages.some(m => m.type === 'agent_connected')", timeout=WAIT_MS
-        )
+        wait_until(agent, "window.desk.state === 'talking'")
+        wait_until(caller, "window.phone.messages.some(m => m.type === 'agent_connected')")
         # From now on only the other side's microphone reaches each page: check both directions.
         caller.evaluate("window.phone.audio.resetStats()")
         agent.evaluate("window.desk.audio.resetStats()")
-        agent.wait_for_function("window.desk.audio.stats.rxLoud > 10", timeout=WAIT_MS)
-        caller.wait_for_function("window.phone.audio.stats.rxLoud > 10", timeout=WAIT_MS)
+        wait_until(agent, "window.desk.audio.stats.rxLoud > 10")
+        wait_until(caller, "window.phone.audio.stats.rxLoud > 10")
         assert agent.evaluate("window.desk.audio.stats.txLoud") > 10
 
         agent.click("#hangup")
-        caller.wait_for_function("window.phone.state === 'ended'", timeout=WAIT_MS)
-        agent.wait_for_function("window.desk.state === 'wrap_up'", timeout=WAIT_MS)
+        wait_until(caller, "window.phone.state === 'ended'")
+        wait_until(agent, "window.desk.state === 'wrap_up'")
         agent.select_option("#disposition", "resolved")
         agent.fill("#notes", "explained the card replacement")
         agent.click("#submit-wrapup")
-        agent.wait_for_function("window.desk.state === 'ready'", timeout=WAIT_MS)
+        wait_until(agent, "window.desk.state === 'ready'")
     finally:
         server.stop()
 
@@ -180,21 +187,21 @@ def test_sip_caller_reaches_a_browser_agent_with_two_way_audio(
             phone.dial(f"sip:100@127.0.0.1:{server.server.sip.port}")
             phone.wait_established()
             phone.send_dtmf("0")
-            agent.wait_for_function("window.desk.offer !== null", timeout=WAIT_MS)
+            wait_until(agent, "window.desk.offer !== null")
             assert agent.inner_text("#pop-reason") == "caller_request"
             assert agent.inner_text("#pop-caller") == "+15550190"
             agent.click("#accept")
-            agent.wait_for_function("window.desk.state === 'talking'", timeout=WAIT_MS)
+            wait_until(agent, "window.desk.state === 'talking'")
             agent.evaluate("window.desk.audio.resetStats()")
             phone.play(caller_wav)  # the caller speaks to the agent
-            agent.wait_for_function("window.desk.audio.stats.rxLoud > 10", timeout=WAIT_MS)
+            wait_until(agent, "window.desk.audio.stats.rxLoud > 10")
             assert agent.evaluate("window.desk.audio.stats.txLoud") > 10
             agent.wait_for_timeout(3000)  # three seconds of the agent's voice on the phone
             agent.click("#hangup")
             phone.wait_closed(timeout=WAIT_MS / 1000)
             heard = phone.recordings()[-1].heard
         assert rms(heard[-4 * 8000 :]) > 0.01  # the agent's microphone reached the SIP caller
-        agent.wait_for_function("window.desk.state === 'wrap_up'", timeout=WAIT_MS)
+        wait_until(agent, "window.desk.state === 'wrap_up'")
     finally:
         server.stop()
 
@@ -209,7 +216,7 @@ def test_second_caller_abandons_and_a_callback_survives_a_restart(
         for page in callers:
             page.goto(server.url + "/")
             page.click("#call")
-            page.wait_for_function("window.phone.state === 'bot'", timeout=WAIT_MS)
+            wait_until(page, "window.phone.state === 'bot'")
             page.click("button[data-key='0']")  # straight to an agent; none is ready
             queue_message(page)
         first, second = callers
@@ -217,13 +224,11 @@ def test_second_caller_abandons_and_a_callback_survives_a_restart(
         second.click("#hangup")
         dashboard = browser.new_context().new_page()
         log_in(dashboard, server.url, "/dashboard", "sue")
-        dashboard.wait_for_function(
-            "window.dashboard.data && window.dashboard.data.kpis.abandoned === 1", timeout=WAIT_MS
-        )
+        wait_until(dashboard, "window.dashboard.data && window.dashboard.data.kpis.abandoned === 1")
         assert dashboard.inner_text("[data-kpi='Abandoned'] b") == "1"
         snapshot(dashboard, "dashboard-one-abandoned")
         first.click("button[data-key='1']")  # ask for a callback instead of waiting
-        first.wait_for_function("window.phone.state === 'ended'", timeout=WAIT_MS)
+        wait_until(first, "window.phone.state === 'ended'")
     finally:
         server.stop()
 
@@ -231,7 +236,7 @@ def test_second_caller_abandons_and_a_callback_survives_a_restart(
     try:
         dashboard = browser.new_context().new_page()
         log_in(dashboard, server.url, "/dashboard", "sue")
-        dashboard.wait_for_function("window.dashboard.data !== null", timeout=WAIT_MS)
+        wait_until(dashboard, "window.dashboard.data !== null")
         kpis = dashboard.evaluate("window.dashboard.data.kpis")
         assert kpis["calls"] == 2 and kpis["abandoned"] == 1 and kpis["callbacks"] == 1
         [callback] = server.server.storage.pending_callbacks()
@@ -264,7 +269,7 @@ def desk_of(browser: playwright.Browser, server: ServerThread, username: str) ->
     page = browser.new_context().new_page()
     log_in(page, server.url, "/agent", username)
     page.click("#ready")
-    page.wait_for_function("window.desk.state === 'ready'", timeout=WAIT_MS)
+    wait_until(page, "window.desk.state === 'ready'")
     return page
 
 
@@ -291,7 +296,7 @@ def test_screen_pops_in_the_agents_ui_language_with_the_callers_script_and_direc
                 "call-es", "caller_request", "cards", "+1555", "es", "identified", transcript=spanish
             ),
         )
-        paco.wait_for_function("window.desk.offer !== null", timeout=WAIT_MS)
+        wait_until(paco, "window.desk.offer !== null")
         assert paco.inner_text("#pop-language") == "Español"
         pop = paco.inner_text("#offer")
         for label in (
@@ -316,7 +321,7 @@ def test_screen_pops_in_the_agents_ui_language_with_the_callers_script_and_direc
             server,
             HandoffRecord("call-fa", "caller_request", "general", "+1555", "fa", "none", transcript=persian),
         )
-        shirin.wait_for_function("window.desk.offer !== null", timeout=WAIT_MS)
+        wait_until(shirin, "window.desk.offer !== null")
         assert shirin.evaluate("[document.documentElement.lang, document.documentElement.dir]") == [
             "fa",
             "rtl",

@@ -25,8 +25,10 @@ from voicebot.designer.validate import ERROR, WARNING, Finding, validate_project
 from voicebot.dialogue.actions import ActionRegistry
 from voicebot.dialogue.flow import load_flow
 from voicebot.dialogue.manager import DialogueManager, Say
+from voicebot.errors import DataFileError
 from voicebot.events import CallEvent, DialogueTransition
 from voicebot.nlu.rasa_engine import RasaNlu, languages, latest_model, train
+from voicebot.scenarios import load_scenario
 
 # A task the demo bank does not have yet, worded unlike any existing intent (loan_info already
 # covers mortgage rates, so a mortgage intent would test the data's overlap rather than the tools).
@@ -270,6 +272,96 @@ def test_designer_mistakes_are_each_reported_where_they_are(project: Config) -> 
     assert any(m.startswith("example 'balance'") and duplicate in m for m in messages)
     assert any(m.startswith(f"intent '{NEW_INTENT}' has 4 examples") for m in messages)
     assert any(m.startswith(f"intent '{NEW_INTENT}' is trained but the flow") for m in messages)
+
+
+# Designer files with a key given twice: (file, what is appended, the key, the lines of the two in
+# the appended text, 0 where the first is the file's own). YAML itself keeps the second silently (a
+# second `main_menu:` node replaces the first).
+DUPLICATE_KEYS = {
+    "flow node": (("prompts", "flow.yml"), "  main_menu:\n    prompt: main_menu\n", "main_menu", (0, 1)),
+    "prompts section": (("prompts", "es.yml"), "prompts:\n  goodbye: Adiós.\n", "prompts", (0, 1)),
+    "nlu entry": (
+        ("nlu_data", "es", "cards.yml"),
+        "- intent: lost_card\n  intent: report_fraud\n  examples: |\n    - a\n", "intent", (1, 2),
+    ),
+    "nlu top level": (
+        ("nlu_data", "fa", "loans.yml"), "nlu:\n- intent: loan_info\n  examples: |\n    - a\n", "nlu", (0, 1),
+    ),
+    "pipeline config": (("nlu_data", "config", "en.yml"), "language: en\n", "language", (0, 1)),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("relative", "addition", "key", "lines"), DUPLICATE_KEYS.values(), ids=DUPLICATE_KEYS
+)
+def test_a_key_given_twice_in_a_designer_file_is_one_error_at_its_line(
+    project: Config,
+    capsys: pytest.CaptureFixture[str],
+    relative: tuple[str, ...],
+    addition: str,
+    key: str,
+    lines: tuple[int, int],
+) -> None:
+    path = Path(project.path(project.nlu.data_dir)).parent.joinpath(*relative)
+    length = len(path.read_text().splitlines())
+    first = length + lines[0] if lines[0] else line_of(path, rf"(- )?{key}:.*")
+    second = length + lines[1]
+    with path.open("a") as file:
+        file.write(addition)
+    code, out, _ = run_command(["validate"], project, capsys)
+    assert code == 1
+    assert [line for line in out.splitlines() if ": error: " in line] == [
+        f"{path}:{second}: error: invalid YAML: duplicate key '{key}' (first at line {first})"
+    ]
+
+
+def test_a_key_given_twice_in_a_scenario_is_an_error_at_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "balance_dtmf.yml"
+    shutil.copy(PROJECT_ROOT / "tests" / "scenarios" / path.name, path)
+    first = line_of(path, "outcome: .*")
+    with path.open("a") as file:
+        file.write("outcome: escalated\n")
+    second = len(path.read_text().splitlines())
+    with pytest.raises(
+        DataFileError,
+        match=rf"{path}:{second}: invalid YAML: duplicate key 'outcome' \(first at line {first}\)",
+    ):
+        load_scenario(path)
+
+
+@pytest.mark.parametrize("kind", ["intent", "synonym"])
+def test_an_intent_or_synonym_defined_twice_is_an_error_naming_both_places(
+    project: Config, kind: str
+) -> None:
+    """Rasa's reader merges two blocks of one name silently: a designer who adds an 'intent' block
+    to a second file, or pastes one twice, would not know that the two are one intent."""
+    name = "check_balance" if kind == "intent" else "checking"
+    existing = next(
+        path
+        for path in sorted(data_path(project, "en").rglob("*.yml"))
+        if f"- {kind}: {name}\n" in path.read_text()
+    )
+    added = data_path(project, "en", "updates.yml")  # read after the file that has it
+    added.write_text(f'version: "3.1"\nnlu:\n- {kind}: {name}\n  examples: |\n    - zebra crossing\n')
+
+    duplicates = [f for f in validate_project(project) if "defined twice" in f.message]
+
+    assert [(f.severity, f.path, f.line) for f in duplicates] == [(ERROR, added, 3)]
+    assert f"{kind} '{name}'" in duplicates[0].message
+    assert f"{existing}:{line_of(existing, f'- {kind}: {name}')}" in duplicates[0].message
+
+
+def test_an_intent_with_an_empty_examples_block_is_an_error(project: Config) -> None:
+    """Rasa drops an intent without examples: the model would never give it, though the flow may route it."""
+    cards = data_path(project, "en", "cards.yml")
+    line = len(cards.read_text().splitlines()) + 1
+    with cards.open("a") as file:
+        file.write("- intent: order_checkbook\n  examples: |\n\n")
+
+    found = [f for f in validate_project(project) if "'order_checkbook'" in f.message]
+
+    assert (ERROR, cards, line) in {(f.severity, f.path, f.line) for f in found}
+    assert any("no examples" in f.message for f in found if f.severity == ERROR)
 
 
 # ----- train and the acceptance path --------------------------------------------------------------

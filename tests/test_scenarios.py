@@ -35,7 +35,6 @@ OTHER_VOICES = [
     # Callers in their own language (no Spanish or Persian Piper voice installs here).
     ("languages/es_balance_keypad", "es-419", 150, 50, False),
     ("languages/es_balance_keypad", "es", 160, 40, True),
-    ("languages/es_spoken_amount", "es", 145, 60, False),
     ("languages/es_spoken_amount", "es-419", 155, 45, False),
     ("languages/es_agent_by_request", "es-419+m3", 155, 45, False),
     ("languages/switch_to_spanish", "es", 150, 50, False),

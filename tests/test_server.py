@@ -97,11 +97,17 @@ async def until(probe: Callable[[], T | None]) -> T:
     return await asyncio.wait_for(poll(), WAIT_S)
 
 
-async def call(session: aiohttp.ClientSession, server: TestServer, caller_id: str = "+15550100") -> Caller:
+async def call(
+    session: aiohttp.ClientSession, server: TestServer, caller_id: str = "+15550100", audio: bool = True
+) -> Caller:
+    """A caller on the media socket, started; with ``audio``, it sends a first frame of silence (as a
+    phone line does): a connection is a call once it sent valid audio or a key."""
     ws = await session.ws_connect(server.make_url("/media"))
     await ws.send_json({"type": "start", "caller_id": caller_id, "language": "en"})
     caller = Caller(ws)
     await caller.wait_for("started")
+    if audio:
+        await ws.send_bytes(bytes(FRAME_BYTES))
     return caller
 
 
@@ -461,6 +467,78 @@ def test_a_broken_reload_is_refused_and_the_old_engines_keep_serving(
             await until(lambda: caller.loud_frames > 5)
             storage = server.voicebot.storage  # type: ignore[attr-defined]
             assert bot_said(storage, await hang_up(caller, storage))[0] == "Thank you for calling Acme Bank."
+
+    run(scenario)
+
+
+def copy_of_nlu_data(engines: Engines, tmp_path: Path) -> tuple[Engines, Path]:
+    """Engines whose NLU data is read (on reload) from a copy the test may change; the trained models
+    stay the project's."""
+    data_dir = tmp_path / "nlu_data"
+    shutil.copytree(engines.config.path(engines.config.nlu.data_dir), data_dir)
+    config = engines.config.replace(nlu=engines.config.nlu.replace(data_dir=str(data_dir)))
+    return dataclasses.replace(engines, config=config), data_dir
+
+
+@pytest.mark.parametrize(
+    ("relative", "addition", "offset", "message"),
+    [
+        (
+            ("en", "cards.yml"),
+            "- intent: order_checkbook\n  examples: |\n",
+            1,
+            "intent 'order_checkbook' has no examples",
+        ),
+        (
+            ("es", "cards.yml"),
+            "- intent: lost_card\n  intent: report_fraud\n  examples: |\n    - a\n",
+            2,
+            "duplicate key",
+        ),
+    ],
+    ids=["empty intent", "duplicate key"],
+)
+def test_a_reload_of_nlu_data_that_validate_rejects_is_refused_with_the_findings(
+    engines: Engines, tmp_path: Path, relative: tuple[str, ...], addition: str, offset: int, message: str
+) -> None:
+    copy, data_dir = copy_of_nlu_data(engines, tmp_path)
+    path = data_dir.joinpath(*relative)
+
+    async def scenario() -> None:
+        async with running_server(copy, tmp_path) as server, aiohttp.ClientSession() as session:
+            before = server.voicebot.engines  # type: ignore[attr-defined]
+            line = len(path.read_text().splitlines()) + offset
+            with path.open("a") as file:
+                file.write(addition)
+            response = await post_reload(session, server)
+            body = await response.json()
+            assert response.status == 422 and not body["ok"], body
+            assert any(f.startswith(f"{path}:{line}: error: ") and message in f for f in body["findings"]), (
+                body
+            )
+            assert message in body["error"]
+            assert server.voicebot.engines is before and server.voicebot.reloads == 0  # type: ignore[attr-defined]
+
+    run(scenario)
+
+
+def test_a_reload_says_when_the_nlu_data_changed_but_was_not_retrained(
+    engines: Engines, tmp_path: Path
+) -> None:
+    copy, data_dir = copy_of_nlu_data(engines, tmp_path)
+
+    async def scenario() -> None:
+        async with running_server(copy, tmp_path) as server, aiohttp.ClientSession() as session:
+            response = await post_reload(session, server)
+            assert response.status == 200 and (await response.json())["warnings"] == []  # as trained
+            with (data_dir / "es" / "cards.yml").open("a") as file:
+                file.write("    - hay un cargo del supermercado que yo no hice\n")
+            response = await post_reload(session, server)
+            body = await response.json()
+            assert response.status == 200 and body["reloads"] == 2, body
+            assert len(body["warnings"]) == 1, body
+            assert "NLU data for 'es' changed" in body["warnings"][0]
+            assert "voicebot train" in body["warnings"][0]
 
     run(scenario)
 

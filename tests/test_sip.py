@@ -34,6 +34,7 @@ from voicebot.storage import Storage
 from voicebot.telephony import sdp
 from voicebot.telephony.rtp import RtpPacket, RtpSender
 from voicebot.telephony.sip_call import SipCall
+from voicebot.transports.line import protocol_failures
 from voicebot.tts.espeak_engine import EspeakSynthesizer
 
 pytestmark = pytest.mark.skipif(not phones_available(), reason="baresip is not installed (make setup)")
@@ -212,10 +213,12 @@ def test_the_dialled_number_chooses_where_the_call_starts(engines: Engines, tmp_
 
 
 def test_a_caller_who_sends_no_rtp_is_hung_up(engines: Engines, tmp_path: Path) -> None:
+    """... and is no call (answered, but no RTP came): not stored, counted as a failed connection."""
     config = with_sip(engines, no_rtp_timeout_s=1.0)
 
     async def scenario() -> None:
         async with running_server(engines, tmp_path, config=config) as server:
+            failed_before = protocol_failures["sip", "no_media"]
             peer = Peer(server.voicebot.sip)
             peer.send("INVITE", body=offer(peer.port))
             ok = await peer.final()
@@ -224,8 +227,10 @@ def test_a_caller_who_sends_no_rtp_is_hung_up(engines: Engines, tmp_path: Path) 
             call = await until(lambda: the_call(server))
             while await _next_request(peer) != "BYE":
                 pass
-            call_id = call.session.call_id  # type: ignore[union-attr]
-            assert (await ended(server.voicebot.storage, call_id))[1] == "no_rtp"
+            await until(lambda: not server.voicebot.sip_calls)
+            assert call.end_reason == "no_rtp" and not call.is_call
+            assert server.voicebot.storage.calls_since(0) == []
+            assert protocol_failures["sip", "no_media"] == failed_before + 1
             peer.close()
 
     run(scenario)

@@ -220,16 +220,27 @@ def load_engines(config: Config) -> Engines:
     )
 
 
-def reload_engines(config: Config, current: Engines) -> Engines:
+def reload_engines(config: Config, current: Engines, notes: list[str] | None = None) -> Engines:
     """New flow, prompts and NLU models; the recognizers, synthesizers and actions are kept. Calls in
-    progress keep the engines they started with, so nothing is dropped."""
+    progress keep the engines they started with, so nothing is dropped. A language whose NLU data
+    changed since its newest model was trained (model names end in the data's content hash) keeps
+    being served by that model: ``notes`` is told so, and the log."""
+    from voicebot.nlu.rasa_engine import RasaNlu, content_hash
+
     flow = load_flow_checked(config, current.actions)
-    languages = {
-        language: dataclasses.replace(
-            engines,
-            nlu=load_nlu(config, language),
-            prompt_cache=_prompt_cache(config, flow, language, engines.synthesizer),
+    languages = {}
+    for language, engines in current.languages.items():
+        nlu = load_nlu(config, language)
+        data_dir = config.path(config.nlu.data_dir)
+        if isinstance(nlu, RasaNlu) and content_hash(language, data_dir) not in nlu.model_path.name:
+            note = (
+                f"the NLU data for '{language}' changed since {nlu.model_path.name} was trained: that model "
+                "stays in use; run `voicebot train`, then reload"
+            )
+            log.warning("%s", note)
+            if notes is not None:
+                notes.append(note)
+        languages[language] = dataclasses.replace(
+            engines, nlu=nlu, prompt_cache=_prompt_cache(config, flow, language, engines.synthesizer)
         )
-        for language, engines in current.languages.items()
-    }
     return dataclasses.replace(current, flow=flow, languages=languages)

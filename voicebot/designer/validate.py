@@ -19,6 +19,7 @@ from voicebot.dialogue.policy import OUT_OF_SCOPE
 from voicebot.errors import DataFileError
 from voicebot.nlu.normalize import normalise
 from voicebot.nlu.rasa_engine import (
+    NLU_ITEM_KINDS,
     config_file,
     languages,
     training_files,
@@ -69,9 +70,20 @@ class Example:
 
 
 @dataclass(frozen=True)
+class Block:
+    """One entry of a file's ``nlu`` list: an intent, synonym, regex or lookup, where it starts."""
+
+    kind: str  # one of NLU_ITEM_KINDS
+    name: str
+    path: Path
+    line: int
+
+
+@dataclass(frozen=True)
 class NluData:
     examples: tuple[Example, ...]
     intent_lines: dict[str, tuple[Path, int]]  # where each intent is first defined
+    blocks: tuple[Block, ...] = ()  # every entry of every file, in file order
 
     @property
     def annotated_entities(self) -> set[str]:
@@ -84,9 +96,12 @@ def read_examples(language: str, data_dir: Path) -> NluData:
 
     examples: list[Example] = []
     intent_lines: dict[str, tuple[Path, int]] = {}
+    blocks: list[Block] = []
     for path in training_files(language, data_dir):
         for item in load_yaml(path)["nlu"]:
-            if "intent" not in item:
+            kind = next(kind for kind in NLU_ITEM_KINDS if kind in item)  # exactly one: validated
+            blocks.append(Block(kind, str(item[kind]), path, item.line_of(kind)))
+            if kind != "intent":
                 continue
             intent = str(item["intent"])
             intent_lines.setdefault(intent, (path, item.line_of("intent")))
@@ -104,7 +119,7 @@ def read_examples(language: str, data_dir: Path) -> NluData:
                             line=first_line + offset,
                         )
                     )
-    return NluData(tuple(examples), intent_lines)
+    return NluData(tuple(examples), intent_lines, tuple(blocks))
 
 
 def _structure_findings(language: str, data_dir: Path) -> list[Finding]:
@@ -163,9 +178,29 @@ def _example_findings(data: NluData, language: str) -> list[Finding]:
     counts = Counter(example.intent for example in data.examples)
     for intent, (path, line) in data.intent_lines.items():
         count = counts[intent]
-        if count < MIN_EXAMPLES:
+        if count == 0:
+            # Rasa drops an intent without examples: the model never gives it, though the flow may route it.
+            message = f"intent '{intent}' has no examples (the model would not know it)"
+            findings.append(Finding(ERROR, path, line, message))
+        elif count < MIN_EXAMPLES:
             message = f"intent '{intent}' has {count} examples; give it at least {MIN_EXAMPLES}"
             findings.append(Finding(WARNING, path, line, message))
+    return findings
+
+
+def _duplicate_findings(data: NluData) -> list[Finding]:
+    """A name given two blocks (in one file or two): Rasa's reader merges them silently, so a designer
+    who pastes a block twice or adds an 'intent' block to another file would not know they are one."""
+    first: dict[tuple[str, str], Block] = {}
+    findings: list[Finding] = []
+    for block in data.blocks:
+        earlier = first.setdefault((block.kind, block.name), block)
+        if earlier is not block:
+            message = (
+                f"{block.kind} '{block.name}' is defined twice: also at {earlier.path}:{earlier.line} "
+                "(Rasa would merge the two blocks); keep one"
+            )
+            findings.append(Finding(ERROR, block.path, block.line, message))
     return findings
 
 
@@ -332,6 +367,7 @@ def validate_project(config: Config) -> list[Finding]:
         data_by_language[language] = read_examples(language, data_dir)
         findings += _rasa_findings(language, data_dir)
         findings += _example_findings(data_by_language[language], language)
+        findings += _duplicate_findings(data_by_language[language])
     try:
         flow = load_flow(config.path(config.flow_dir), check_prompts=False)  # _prompt_findings does
     except DataFileError as exc:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import math
 import os
+import re
 import secrets
 import time
 from collections.abc import Awaitable, Callable
@@ -18,7 +20,7 @@ from prometheus_client.exposition import choose_encoder
 
 from voicebot.config import Config, ServerConfig
 from voicebot.engines import Engines, reload_engines
-from voicebot.server.auth import SESSION_COOKIE, LoginLimiter, SessionStore, WebSession, verify_password
+from voicebot.server.auth import SESSION_COOKIE, LoginLimiter, SessionStore, WebSession, check_password
 from voicebot.server.callbacks import CallbackDialer
 from voicebot.server.caller_leg import CallerLeg
 from voicebot.server.contact_center import AgentDesk, ContactCenter
@@ -30,7 +32,7 @@ from voicebot.storage import SqliteStorage, Storage
 from voicebot.telephony.audiosocket import AudioSocketServer
 from voicebot.telephony.sip import IncomingCall, SipUserAgent
 from voicebot.telephony.sip_call import SipCall
-from voicebot.transports.line import CallOwner, LiveCall, ProtocolViolation
+from voicebot.transports.line import CallOwner, LiveCall, ProtocolViolation, protocol_failures
 from voicebot.transports.websocket import WS_MAX_MSG_SIZE, MediaCall, audio_frames, parse_control
 
 log = logging.getLogger("voicebot.server")
@@ -43,11 +45,34 @@ PAGES = jinja2.Environment(
 )
 LOGIN_CSRF_COOKIE = "voicebot_login_csrf"
 DEFAULT_WINDOW_S = 3600
+# Every response but a WebSocket's: no framing, no sniffing, no referrer, and a policy that lets pages
+# load only this server's own scripts, styles and images and talk only to it (scripts are files in
+# static/, none inline; the desk's texts are a JSON data block, which is not run).
+SECURITY_HEADERS = {
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+CONTENT_SECURITY_POLICY = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'{sockets}; "
+    "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+PLAIN_HOST = re.compile(r"[A-Za-z0-9.\-]+(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?")
 
 
 def same_secret(given: str, expected: str) -> bool:
-    """Constant-time comparison that also takes non-ASCII input (``compare_digest`` on str raises)."""
-    return hmac.compare_digest(given.encode(), expected.encode())
+    """Constant-time comparison that also takes non-ASCII input (``compare_digest`` on str raises) and
+    header bytes that are not UTF-8 (aiohttp hands them over as surrogate escapes)."""
+    return hmac.compare_digest(
+        given.encode("utf-8", "surrogateescape"), expected.encode("utf-8", "surrogateescape")
+    )
+
+
+def content_security_policy(request: web.Request) -> str:
+    # connect-src 'self' covers same-origin WebSockets only in newer browsers: name them too.
+    host = request.host
+    sockets = f" ws://{host} wss://{host}" if PLAIN_HOST.fullmatch(host) else ""
+    return CONTENT_SECURITY_POLICY.format(sockets=sockets)
 
 
 def render_page(name: str, **values: Any) -> str:
@@ -167,11 +192,19 @@ class VoicebotServer:
     async def _security_headers(
         self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
-        response = await handler(request)
-        if not isinstance(response, web.WebSocketResponse):
-            response.headers["X-Frame-Options"] = "DENY"
-            response.headers["X-Content-Type-Options"] = "nosniff"
-            response.headers["Referrer-Policy"] = "no-referrer"
+        """The security headers on every response, errors (401, 403, 404, 429, redirects, 500) included."""
+        try:
+            response = await handler(request)
+        except web.HTTPException as exc:  # an error or redirect is a response too
+            exc.headers.update(SECURITY_HEADERS)
+            exc.headers["Content-Security-Policy"] = content_security_policy(request)
+            raise
+        except Exception:  # what aiohttp would answer, with the headers
+            log.exception("error handling %s %s", request.method, request.path)
+            response = web.HTTPInternalServerError()
+        if not isinstance(response, web.WebSocketResponse) and not response.prepared:
+            response.headers.update(SECURITY_HEADERS)
+            response.headers["Content-Security-Policy"] = content_security_policy(request)
         return response
 
     # ----- auth ----------------------------------------------------------------------------------
@@ -226,14 +259,22 @@ class VoicebotServer:
         cookie_token = request.cookies.get(LOGIN_CSRF_COOKIE, "")
         if not cookie_token or not same_secret(str(form.get("csrf", "")), cookie_token):
             raise web.HTTPForbidden(text="missing or wrong CSRF token; reload the login page")
-        address, now = request.remote or "?", time.time()
-        if self.limiter.blocked(address, username, now):
-            raise web.HTTPTooManyRequests(text="too many failed logins; try again in a few minutes")
+        address = request.remote or "?"
+        wait_s = self.limiter.wait_s(address, username, time.time())
+        if wait_s > 0:
+            raise web.HTTPTooManyRequests(
+                text="too many failed logins; try again later",
+                headers={"Retry-After": str(math.ceil(wait_s))},
+            )
+        # Counted before the check (taken back on success): parallel guesses cannot all slip through
+        # while the hash runs, in a thread (tens of ms: calls keep flowing); unknown names are hashed too.
+        self.limiter.failed(address, username, time.time())
         account = self.storage.get_agent(username)
-        if account is None or not verify_password(account, password):
-            self.limiter.failed(address, username, now)
-            log.warning("failed login for %r from %s", username, address)
+        valid = await asyncio.to_thread(check_password, account, password)
+        if account is None or not valid:
+            log.warning("failed login for %r from %s", username[:64], address)
             raise web.HTTPUnauthorized(text="wrong username or password")
+        self.limiter.succeeded(address, username)
         session = self.sessions.create(account)
         target = str(request.query.get("next", ""))
         if target not in ("/agent", "/dashboard"):
@@ -418,7 +459,7 @@ class VoicebotServer:
         window_s = self._window_s(request)
         kpis = compute_kpis(self.storage, time.time() - window_s, self.config.languages)
         encode, content_type = choose_encoder(request.headers.get("Accept", ""))
-        body = encode(KpiCollector(kpis, self.center.snapshot(), window_s))
+        body = encode(KpiCollector(kpis, self.center.snapshot(), window_s, protocol_failures))
         return web.Response(body=body, headers={"Content-Type": content_type})
 
     async def reload(self, request: web.Request) -> web.Response:
@@ -429,12 +470,23 @@ class VoicebotServer:
         by_session = session is not None and session.has_role("admin") and self._csrf_ok(request, session)
         if not (by_token or by_session):
             raise web.HTTPForbidden(text="admin only")
+        from voicebot.designer.validate import ERROR, validate_project
+
         async with self._reload_lock:
+            notes: list[str] = []  # what the reload did not do (NLU data changed but not retrained)
             try:
-                self.engines = await asyncio.to_thread(reload_engines, self.config, self.engines)
+                # What `voicebot validate` rejects is refused here too, before anything is loaded.
+                findings = await asyncio.to_thread(validate_project, self.config)
+                errors = [str(f) for f in findings if f.severity == ERROR]
+                if errors:
+                    summary = f"{len(errors)} error(s) in the data (`voicebot validate`): {'; '.join(errors)}"
+                    log.error("reload refused: %s", summary)
+                    return web.json_response({"ok": False, "error": summary, "findings": errors}, status=422)
+                self.engines = await asyncio.to_thread(reload_engines, self.config, self.engines, notes)
             except Exception as exc:  # a broken flow or model: keep serving with the old engines
                 log.exception("reload failed")
                 return web.json_response({"ok": False, "error": str(exc)}, status=422)
             self.reloads += 1
         log.info("reloaded flow, prompts and NLU model (%d)", self.reloads)
-        return web.json_response({"ok": True, "reloads": self.reloads, "live_calls": self.live_calls})
+        body = {"ok": True, "reloads": self.reloads, "live_calls": self.live_calls, "warnings": notes}
+        return web.json_response(body)

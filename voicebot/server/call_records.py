@@ -11,8 +11,9 @@ from voicebot.storage import Storage
 
 
 class CallRecords:
-    """The :class:`~voicebot.transports.line.CallOwner` methods that keep the records: the call from
-    its start; the handoff record the moment the bot escalates, so that a caller who hangs up during
+    """The :class:`~voicebot.transports.line.CallOwner` methods that keep the records: the call once
+    the caller sent valid audio or a key (with the time it started: a garbage connection is no call);
+    the handoff record the moment the bot escalates, so that a caller who hangs up during
     the transfer prompt still leaves one; the end and the trace."""
 
     def __init__(self, storage: Storage, engines: Engines) -> None:
@@ -21,9 +22,9 @@ class CallRecords:
         self.call_id = ""
         self.language = engines.config.language
 
-    def started(self, call_id: str, caller_id: str, language: str) -> None:
+    def started(self, call_id: str, caller_id: str, language: str, at: float | None = None) -> None:
         self.call_id, self.language = call_id, language
-        self.storage.call_started(call_id, caller_id, language, time.time())
+        self.storage.call_started(call_id, caller_id, language, time.time() if at is None else at)
 
     def handoff(self, record: HandoffRecord) -> None:
         self.storage.save_handoff(record)

@@ -73,7 +73,7 @@ class CallbackLeg:
 
     # ----- CallOwner of the placed call (no bot: it serves from the first frame) --------------------
 
-    def started(self, call_id: str, caller_id: str, language: str) -> None:
+    def started(self, call_id: str, caller_id: str, language: str, at: float) -> None:
         """Never called: a callback has no bot session."""
 
     def handoff(self, record: HandoffRecord) -> None:

@@ -65,8 +65,8 @@ class TransferLeg(ABC):
     async def transferred_step(self, frame: bytes, key: str | None) -> bytes | HangUp:
         """A frame once the transfer went through."""
 
-    def started(self, call_id: str, caller_id: str, language: str) -> None:
-        self.fallback.started(call_id, caller_id, language)
+    def started(self, call_id: str, caller_id: str, language: str, at: float) -> None:
+        self.fallback.started(call_id, caller_id, language, at)
 
     def handoff(self, record: HandoffRecord) -> None:
         self.fallback.handoff(record)

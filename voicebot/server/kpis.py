@@ -9,6 +9,9 @@
 - service level (20 s): answered within 20 s / (answered + abandoned)
 - AHT: (talk + wrap-up) / handled calls;  FCR: dispositions 'resolved' / dispositions
 - bot turn latency: caller's end of speech -> first bot audio, p50 / p95
+
+A call is a connection that sent valid audio or a key; the others (garbage) are not in these figures
+but in /metrics' ``voicebot_protocol_failures_total{line, reason}``.
 """
 
 from __future__ import annotations
@@ -16,18 +19,20 @@ from __future__ import annotations
 import math
 import statistics
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from voicebot.handoff.queue import erlang_c_asa, erlang_c_service_level
 from voicebot.storage import CallRow, DispositionRow, QueueEntryRow, Storage
+from voicebot.transports.line import FAILURE_REASONS
 
 SHORT_ABANDON_S = 5.0
 SERVICE_LEVEL_S = 20.0
 OTHER_LANGUAGE = "other"  # calls in a language no longer served, in the split by language
+LINES = ("media", "sip", "audiosocket")  # the lines whose failures are counted (zero from the start)
 
 
 def _mean(values: list[float]) -> float | None:
@@ -176,10 +181,17 @@ class KpiCollector(Collector):
     """The figures as Prometheus gauges: over the window from the database, queues and agents now.
     One is made per scrape (the window is the scrape's); the library formats and escapes it."""
 
-    def __init__(self, kpis: dict[str, Any], live: dict[str, Any], window_s: int) -> None:
+    def __init__(
+        self,
+        kpis: dict[str, Any],
+        live: dict[str, Any],
+        window_s: int,
+        failures: Mapping[tuple[str, str], int] | None = None,
+    ) -> None:
         self.kpis = kpis
         self.live = live
         self.window = f"{window_s}s"
+        self.failures = failures or {}  # failed connections since the start, by (line, reason)
 
     def collect(self) -> Iterator[Metric]:
         for key, help_text in WINDOW_GAUGES:
@@ -199,6 +211,16 @@ class KpiCollector(Collector):
         states = sorted(Counter(agent["state"] for agent in self.live["agents"]).items())
         yield self._gauge("agents", "logged-in agents by state now", ["state"], [([s], n) for s, n in states])
         yield from self._by_language()
+        failures = CounterMetricFamily(
+            "voicebot_protocol_failures",
+            "connections that broke their line's protocol or ended before any valid audio or key "
+            "(those are not calls), since the server started, by line and reason",
+            labels=["line", "reason"],
+        )
+        every = {(line, reason): 0 for line in LINES for reason in FAILURE_REASONS} | dict(self.failures)
+        for (line, reason), n in sorted(every.items()):
+            failures.add_metric([line, reason], n)
+        yield failures
 
     def _by_language(self) -> Iterator[Metric]:
         by_language: dict[str, dict[str, Any]] = self.kpis.get("by_language", {})

@@ -33,7 +33,7 @@ class PbxSide:
         self.caller_gone = False
         self.hung_up = asyncio.Event()  # the PBX's side of the call is over
 
-    def started(self, call_id: str, caller_id: str, language: str) -> None:
+    def started(self, call_id: str, caller_id: str, language: str, at: float) -> None:
         """Never called: the PBX's side has no bot session."""
 
     def handoff(self, record: HandoffRecord) -> None:

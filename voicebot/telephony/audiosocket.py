@@ -5,8 +5,9 @@ call's UUID first (16 bytes), then audio (8 kHz mono s16le, 320 bytes per 20 ms)
 byte), a hang-up (no payload) or an error (an optional code byte); closing the connection is a
 hang-up too. The bot sends audio, paced in real time, and a hang-up, after which Asterisk's dialplan
 goes on with its next priority (e.g. ``Queue()``). Anything malformed closes that connection alone,
-logged with the reason; a connection that sends no UUID within ``uuid_timeout_s`` never becomes a
-call. See docs/telephony.md.
+logged with the reason and counted by reason; a connection is a call once it sent its UUID and then
+audio or a key (one that sends no UUID within ``uuid_timeout_s`` never becomes one). See
+docs/telephony.md.
 
 :class:`~voicebot.transports.line.LiveCall` runs the call; this module speaks the wire.
 """
@@ -53,14 +54,14 @@ def check_header(kind: int, length: int) -> None:
     if kind == AUDIO:
         if not 0 < length <= MAX_AUDIO_BYTES or length % 2:
             raise ProtocolViolation(
-                f"audio must be 2-{MAX_AUDIO_BYTES} bytes of whole 16-bit samples, got {length}"
+                f"audio must be 2-{MAX_AUDIO_BYTES} bytes of whole 16-bit samples, got {length}", "bad_audio"
             )
         return
     allowed = {HANGUP: (0,), UUID: (UUID_BYTES,), DTMF: (1,), ERROR: (0, 1)}.get(kind)
     if allowed is None:
-        raise ProtocolViolation(f"unknown message type 0x{kind:02x}")
+        raise ProtocolViolation(f"unknown message type 0x{kind:02x}", "bad_message")
     if length not in allowed:
-        raise ProtocolViolation(f"message type 0x{kind:02x} with a {length}-byte payload")
+        raise ProtocolViolation(f"message type 0x{kind:02x} with a {length}-byte payload", "bad_message")
 
 
 async def read_message(reader: asyncio.StreamReader) -> Message | None:
@@ -69,7 +70,7 @@ async def read_message(reader: asyncio.StreamReader) -> Message | None:
         header = await reader.readexactly(HEADER.size)
     except asyncio.IncompleteReadError as exc:
         if exc.partial:
-            raise ProtocolViolation("connection closed inside a message header") from None
+            raise ProtocolViolation("connection closed inside a message header", "bad_message") from None
         return None
     except ConnectionError:
         return None
@@ -79,17 +80,19 @@ async def read_message(reader: asyncio.StreamReader) -> Message | None:
         payload = await reader.readexactly(length)
     except asyncio.IncompleteReadError as exc:
         raise ProtocolViolation(
-            f"connection closed inside a message ({len(exc.partial)} of {length} bytes)"
+            f"connection closed inside a message ({len(exc.partial)} of {length} bytes)", "bad_message"
         ) from None
     except ConnectionError:
         return None
     if kind == DTMF and chr(payload[0]) not in DTMF_KEYS:
-        raise ProtocolViolation(f"DTMF {payload!r} is not a keypad key (0-9, * or #)")
+        raise ProtocolViolation(f"DTMF {payload!r} is not a keypad key (0-9, * or #)", "bad_message")
     return Message(kind, payload)
 
 
 class AudioSocketCall(LiveCall):
     """One AudioSocket connection as a call; its id is the Asterisk UUID in its 36-character form."""
+
+    line = "audiosocket"
 
     def __init__(
         self,
@@ -131,15 +134,17 @@ class AudioSocketCall(LiveCall):
         try:
             first = await asyncio.wait_for(read_message(self.reader), self.uuid_timeout_s)
         except asyncio.TimeoutError:
-            raise ProtocolViolation(f"no call UUID within {self.uuid_timeout_s:g} s") from None
+            raise ProtocolViolation(f"no call UUID within {self.uuid_timeout_s:g} s", "no_start") from None
         if first is None:
             self._peer_gone = True
-            raise ProtocolViolation("closed before sending the call UUID")
+            raise ProtocolViolation("closed before sending the call UUID", "no_start")
         if first.kind != UUID:
-            raise ProtocolViolation(f"the first message must be the call UUID, got type 0x{first.kind:02x}")
+            raise ProtocolViolation(
+                f"the first message must be the call UUID, got type 0x{first.kind:02x}", "before_start"
+            )
         call_id = str(uuid.UUID(bytes=first.payload))
         if self.in_use(call_id):
-            raise ProtocolViolation(f"call UUID {call_id} is already in a live call")
+            raise ProtocolViolation(f"call UUID {call_id} is already in a live call", "bad_start")
         session = await self.start(CALLER_ID, self.engines.config.language, call_id=call_id)
         log.info("AudioSocket call %s from %s", call_id, self.peer)
         await session.start()
@@ -148,10 +153,11 @@ class AudioSocketCall(LiveCall):
         while (message := await read_message(self.reader)) is not None:
             if message.kind == AUDIO:
                 self.inbound.extend(self.narrowband.to_call(message.payload))
+                self.heard()  # its UUID and then audio: a call
             elif message.kind == DTMF:
                 self.keys.append(chr(message.payload[0]))
             elif message.kind == UUID:
-                raise ProtocolViolation("call UUID sent twice")
+                raise ProtocolViolation("call UUID sent twice", "bad_message")
             elif message.kind == HANGUP:
                 break
             else:  # ERROR
@@ -186,7 +192,7 @@ class AudioSocketCall(LiveCall):
         except ConnectionError:
             self._peer_gone = self.caller_gone = True
         except asyncio.TimeoutError:
-            raise ProtocolViolation(f"stopped reading for {WRITE_TIMEOUT_S:g} s") from None
+            raise ProtocolViolation(f"stopped reading for {WRITE_TIMEOUT_S:g} s", "stalled") from None
 
 
 class AudioSocketServer:

@@ -75,6 +75,10 @@ def context_headers(record: HandoffRecord) -> dict[str, str]:
 
 
 class SipCall(LiveCall):
+    """An answered SIP call; it is a call (stored, counted) once the caller's RTP or a key came."""
+
+    line = "sip"
+
     def __init__(
         self,
         engines: Engines,
@@ -122,6 +126,7 @@ class SipCall(LiveCall):
         self._quiet_ms = 0
         if packet.payload_type == self._payload_type:
             self._jitter.push(packet.sequence, packet.payload)
+            self.heard()  # answered, and the caller's RTP came: a call
         elif self._events is not None and packet.payload_type == self._events.payload_type:
             key = self._events.key(packet)
             if key is not None:

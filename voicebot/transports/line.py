@@ -5,16 +5,22 @@ task, in the call's 16 kHz frames; :meth:`LiveCall.run` does the rest: one frame
 out every 20 ms of wall time, the bot until it escalates, then the call's :class:`CallOwner` (the
 contact centre: queue, hold, agent), and the records when either side hangs up. A subclass only
 says how its wire carries audio, keys, control messages and the hang-up.
+
+A connection becomes a call (its row in storage, counted in the figures) only once the caller has
+sent valid audio or a key (:meth:`LiveCall.heard`): the owner's ``started`` comes then, with the time
+the call started. A connection that breaks its protocol, or ends before sending anything valid, is
+counted in :data:`protocol_failures` by line and reason instead (``voicebot_protocol_failures_total``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from abc import ABC, abstractmethod
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 from voicebot.audio import FRAME_MS
 from voicebot.call import SILENCE, CallSession
@@ -26,10 +32,35 @@ log = logging.getLogger("voicebot.media")
 MAX_BUFFERED_FRAMES = 25  # 0.5 s jitter buffer; a caller sending faster than real time loses the oldest
 MAX_BUFFERED_KEYS = 32
 FRAME_S = FRAME_MS / 1000
+# Why a connection failed, a bounded set (a metric's label values): nothing or a close before the
+# start (or call UUID), something else first, a start that is not valid, a malformed or unexpected
+# message, malformed audio, a peer that stopped reading, and a connection that ended before it sent
+# any valid audio or key (no protocol broken, but not a call either).
+FAILURE_REASONS = (
+    "no_start",
+    "before_start",
+    "bad_start",
+    "bad_message",
+    "bad_audio",
+    "stalled",
+    "no_media",
+    "other",
+)
+# Failed connections since the process started, by (line, reason): /metrics shows them as a counter.
+protocol_failures: Counter[tuple[str, str]] = Counter()
+
+
+def count_failure(line: str, reason: str) -> None:
+    protocol_failures[line, reason if reason in FAILURE_REASONS else "other"] += 1
 
 
 class ProtocolViolation(Exception):
-    """The peer broke its protocol: this call alone is closed, with this reason."""
+    """The peer broke its protocol: this call alone is closed, with this message; ``reason`` is one
+    of :data:`FAILURE_REASONS`, for the count of failures."""
+
+    def __init__(self, message: str, reason: str = "other") -> None:
+        super().__init__(message)
+        self.reason = reason if reason in FAILURE_REASONS else "other"
 
 
 @dataclass(frozen=True)
@@ -51,8 +82,9 @@ class CallerLine(Protocol):
 class CallOwner(Protocol):
     """What the server plugs into one live call: its records, and the caller after an escalation."""
 
-    def started(self, call_id: str, caller_id: str, language: str) -> None:
-        """The call is up; the greeting follows."""
+    def started(self, call_id: str, caller_id: str, language: str, at: float) -> None:
+        """The connection is a call: the caller sent valid audio or a key (or the bot escalated).
+        ``at`` is when it started (its start message: the greeting played from then)."""
 
     def handoff(self, record: HandoffRecord) -> None:
         """The bot escalated; the transfer prompt is about to play (the caller may hang up during it)."""
@@ -70,6 +102,8 @@ class CallOwner(Protocol):
 class LiveCall(ABC):
     """One caller on a real-time line (see the module's docstring)."""
 
+    line: ClassVar[str] = "other"  # the line's name in the count of failures: media, sip, audiosocket
+
     def __init__(self, engines: Engines, owner: CallOwner) -> None:
         self.engines = engines
         self.owner = owner
@@ -80,6 +114,8 @@ class LiveCall(ABC):
         self.violation: str | None = None
         self.end_reason = "caller_hangup"
         self._escalated = False  # the owner serves the caller (see CallOwner.escalated)
+        self.is_call = False  # the caller sent valid audio or a key: the owner keeps its records
+        self._opening: tuple[str, str, float] = ("", "", 0.0)  # caller id, language, start time
         self._outbox: deque[dict[str, Any]] = deque()  # control messages to send before the next frame
 
     # ----- what a transport provides ---------------------------------------------------------------
@@ -130,7 +166,7 @@ class LiveCall(ABC):
             reader = asyncio.create_task(self._read_until_gone())
             await self._pace()
         except ProtocolViolation as exc:
-            self.violated(str(exc))
+            self._broke(exc)
         finally:
             if reader is not None:
                 reader.cancel()
@@ -146,15 +182,29 @@ class LiveCall(ABC):
             home=home,
             call_id=call_id,
             listeners=[self.on_event],
-            on_handoff=self.owner.handoff,
+            on_handoff=self._handoff,
         )
-        self.owner.started(self.session.call_id, caller_id, language)
+        self._opening = (caller_id, language, time.time())
         return self.session
+
+    def heard(self) -> None:
+        """The caller sent valid audio or a key: from now on the connection is a call. A transport
+        calls it when the caller's audio comes (keys in :attr:`keys` count when they are taken)."""
+        if self.is_call or self.session is None:
+            return
+        self.is_call = True
+        caller_id, language, at = self._opening
+        self.owner.started(self.session.call_id, caller_id, language, at)
+
+    def _handoff(self, record: HandoffRecord) -> None:
+        self.heard()  # an escalation is a call, even one that never heard the caller: an agent takes it
+        self.owner.handoff(record)
 
     def serve_owner(self, record: HandoffRecord) -> None:
         """The owner serves the call from its first frame, with no bot on it (a callback that the
         contact centre placed for an agent): what :meth:`open` calls instead of :meth:`start`."""
         self._escalated = True
+        self.is_call = True
         self.owner.escalated(record, self)
 
     def violated(self, reason: str) -> None:
@@ -164,6 +214,11 @@ class LiveCall(ABC):
             self.end_reason = "protocol_error"
         self.caller_gone = True
 
+    def _broke(self, exc: ProtocolViolation) -> None:
+        if self.violation is None:
+            count_failure(self.line, exc.reason)
+        self.violated(str(exc))
+
     def send(self, message: dict[str, Any]) -> None:
         self._outbox.append(message)
 
@@ -171,7 +226,7 @@ class LiveCall(ABC):
         try:
             await self.read()
         except ProtocolViolation as exc:
-            self.violated(str(exc))
+            self._broke(exc)
         self.caller_gone = True
 
     async def _pace(self) -> None:
@@ -181,6 +236,8 @@ class LiveCall(ABC):
         while not self.caller_gone:
             frame = self.caller_frame()
             key = self.keys.popleft() if self.keys else None
+            if key is not None:
+                self.heard()
             out = await (self.owner.step(frame, key) if self._escalated else self._bot_step(frame, key))
             if self.caller_gone or self.line_closed:
                 return
@@ -213,9 +270,16 @@ class LiveCall(ABC):
         session = self.session
         try:
             if session is not None:
+                if self.keys:
+                    self.heard()  # a key came just before the end, not taken yet
                 if not session.ended:
                     await session.hangup(self.end_reason)
-                await self.owner.ended(session.outcome or "abandoned", self.end_reason, session.events)
+                if self.is_call:
+                    await self.owner.ended(session.outcome or "abandoned", self.end_reason, session.events)
+                else:  # nothing valid came: not a call, no records
+                    if self.violation is None:
+                        count_failure(self.line, "no_media")
+                    log.info("%s %s ended before any audio or key: not a call", self.line, session.call_id)
             elif self._escalated:
                 await self.owner.ended("escalated", self.end_reason, [])
         finally:

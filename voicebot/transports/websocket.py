@@ -4,7 +4,8 @@ Caller -> server: JSON text messages ``start`` (first, once), ``dtmf``, ``hangup
 whole 20 ms frames (16 kHz mono s16le, 640 bytes each, up to 10 per message). Server -> caller:
 ``started``, binary audio paced in real time, ``clear`` (barge-in: drop what is buffered), the
 owner's control messages, ``hangup``. Anything else closes this connection only (code 1008 and a
-logged reason). See docs/media-websocket.md.
+logged reason, counted by reason). The connection is a call once it sent valid audio or a key.
+See docs/media-websocket.md.
 
 This module speaks the protocol; :class:`~voicebot.transports.line.LiveCall` runs the call and
 hands the caller to its owner after an escalation.
@@ -33,21 +34,24 @@ def parse_control(text: str) -> dict[str, Any]:
     try:
         message = json.loads(text)
     except (ValueError, RecursionError):  # not JSON, a number too long to convert, nesting too deep
-        raise ProtocolViolation("text message is not JSON") from None
+        raise ProtocolViolation("text message is not JSON", "bad_message") from None
     if not isinstance(message, dict) or not isinstance(message.get("type"), str):
-        raise ProtocolViolation("control message must be a JSON object with a 'type'")
+        raise ProtocolViolation("control message must be a JSON object with a 'type'", "bad_message")
     return message
 
 
 def audio_frames(data: bytes) -> list[bytes]:
     if not data or len(data) % FRAME_BYTES or len(data) > MAX_MESSAGE_BYTES:
         raise ProtocolViolation(
-            f"audio must be 1-{MAX_FRAMES_PER_MESSAGE} whole frames of {FRAME_BYTES} bytes, got {len(data)}"
+            f"audio must be 1-{MAX_FRAMES_PER_MESSAGE} whole frames of {FRAME_BYTES} bytes, got {len(data)}",
+            "bad_audio",
         )
     return split_frames(data)
 
 
 class MediaCall(LiveCall):
+    line = "media"
+
     def __init__(self, ws: web.WebSocketResponse, engines: Engines, owner: CallOwner) -> None:
         super().__init__(engines, owner)
         self.ws = ws
@@ -60,18 +64,20 @@ class MediaCall(LiveCall):
         try:
             msg = await self.ws.receive(timeout=START_TIMEOUT_S)
         except asyncio.TimeoutError:
-            raise ProtocolViolation("no start message") from None
+            raise ProtocolViolation("no start message", "no_start") from None
+        if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
+            raise ProtocolViolation("closed before 'start'", "no_start")
         if msg.type != WSMsgType.TEXT:
-            raise ProtocolViolation("the first message must be 'start'")
+            raise ProtocolViolation("the first message must be 'start'", "before_start")
         message = parse_control(msg.data)
         if message["type"] != "start":
-            raise ProtocolViolation(f"'{message['type']}' before 'start'")
+            raise ProtocolViolation(f"'{message['type'][:32]}' before 'start'", "before_start")
         caller_id = str(message.get("caller_id") or "unknown")
         language = str(message.get("language") or self.engines.config.language)
         if len(caller_id) > 32 or not caller_id.isprintable():
-            raise ProtocolViolation("caller_id must be at most 32 printable characters")
+            raise ProtocolViolation("caller_id must be at most 32 printable characters", "bad_start")
         if len(language) > 16 or not language.isprintable():
-            raise ProtocolViolation("language must be at most 16 printable characters")
+            raise ProtocolViolation("language must be at most 16 printable characters", "bad_start")
         # A language the bot does not serve gets the default language, with an apology (CallSession).
         session = await self.start(caller_id, language)
         await self.ws.send_json({"type": "started", "call_id": session.call_id})
@@ -81,24 +87,25 @@ class MediaCall(LiveCall):
         async for msg in self.ws:
             if msg.type == WSMsgType.BINARY:
                 self.inbound.extend(audio_frames(msg.data))
+                self.heard()
             elif msg.type == WSMsgType.TEXT:
                 self._control(parse_control(msg.data))
             else:
-                raise ProtocolViolation(f"unexpected message type {msg.type.name}")
+                raise ProtocolViolation(f"unexpected message type {msg.type.name}", "bad_message")
 
     def _control(self, message: dict[str, Any]) -> None:
         kind = message["type"]
         if kind == "dtmf":
             digit = message.get("digit")
             if not isinstance(digit, str) or digit not in DTMF_KEYS:
-                raise ProtocolViolation("dtmf needs one 'digit' of 0-9, * or #")
+                raise ProtocolViolation("dtmf needs one 'digit' of 0-9, * or #", "bad_message")
             self.keys.append(digit)
         elif kind == "hangup":
             self.caller_gone = True
         elif kind == "start":
-            raise ProtocolViolation("'start' sent twice")
+            raise ProtocolViolation("'start' sent twice", "bad_message")
         else:
-            raise ProtocolViolation(f"unknown message type '{kind[:32]}'")
+            raise ProtocolViolation(f"unknown message type '{kind[:32]}'", "bad_message")
 
     async def send_frame(self, frame: bytes) -> None:
         await self.ws.send_bytes(frame)

@@ -1,0 +1,76 @@
+// The caller softphone (templates/softphone.html).
+import { PcmAudio } from "/static/phone-audio.js";
+
+const status = document.getElementById("status");
+const log = document.getElementById("log");
+const callButton = document.getElementById("call");
+const hangupButton = document.getElementById("hangup");
+const languageChoice = document.getElementById("language");
+// The browser's own language, where the bot serves it ("es-MX" -> es).
+const preferred = (navigator.language || "").split("-")[0];
+if ([...languageChoice.options].some((option) => option.value === preferred)) languageChoice.value = preferred;
+const phone = { audio: null, ws: null, messages: [], state: "idle" };
+window.phone = phone; // for the browser tests
+
+function note(text) {
+  const item = document.createElement("li");
+  item.textContent = text;
+  log.prepend(item);
+}
+
+function show(message) {
+  phone.messages.push(message);
+  if (message.type === "started") { phone.state = "bot"; status.textContent = "Connected"; }
+  else if (message.type === "clear") { phone.audio.clear(); }
+  else if (message.type === "transfer") { phone.state = "queued"; status.textContent = "Transferring to an agent…"; }
+  else if (message.type === "queue") {
+    status.textContent = `Position ${message.position} in line, about ${Math.ceil(message.estimated_wait_s / 60)} min`;
+  } else if (message.type === "agent_connected") { phone.state = "agent"; status.textContent = `Talking to ${message.agent}`; }
+  else if (message.type === "callback_scheduled") { status.textContent = "We will call you back"; }
+  else if (message.type === "hangup") { status.textContent = "Call ended"; }
+  if (message.type !== "clear") note(JSON.stringify(message));
+}
+
+async function call() {
+  callButton.disabled = true;
+  phone.audio = new PcmAudio();
+  await phone.audio.start();
+  const scheme = location.protocol === "https:" ? "wss" : "ws";
+  const ws = new WebSocket(`${scheme}://${location.host}/media`);
+  ws.binaryType = "arraybuffer";
+  phone.ws = ws;
+  ws.onopen = () => {
+    ws.send(JSON.stringify({ type: "start", caller_id: "web-softphone", language: languageChoice.value }));
+    phone.audio.onFrame = (frame) => { if (ws.readyState === WebSocket.OPEN) ws.send(frame); };
+    hangupButton.disabled = false;
+  };
+  ws.onmessage = (event) => {
+    if (typeof event.data === "string") show(JSON.parse(event.data));
+    else phone.audio.play(event.data);
+  };
+  ws.onclose = () => {
+    phone.state = "ended";
+    phone.audio.stop();
+    callButton.disabled = false;
+    hangupButton.disabled = true;
+  };
+}
+
+function hangup() {
+  if (phone.ws && phone.ws.readyState === WebSocket.OPEN) {
+    phone.ws.send(JSON.stringify({ type: "hangup" }));
+    phone.ws.close();
+  }
+}
+
+for (const key of "123456789*0#") {
+  const button = document.createElement("button");
+  button.textContent = key;
+  button.dataset.key = key;
+  button.onclick = () => {
+    if (phone.ws && phone.ws.readyState === WebSocket.OPEN) phone.ws.send(JSON.stringify({ type: "dtmf", digit: key }));
+  };
+  document.getElementById("keypad").append(button);
+}
+callButton.onclick = call;
+hangupButton.onclick = hangup;
