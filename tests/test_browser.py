@@ -92,13 +92,17 @@ def add_accounts(server: ServerThread) -> None:
         server.server.storage.save_agent(make_account(name, f"{name}-password", role))
 
 
+POLL_MS = 50
+
+
 def wait_until(page: playwright.Page, expression: str) -> None:
     """Like ``page.wait_for_function``, which polls by evaluating a string in the page: the pages'
     Content-Security-Policy forbids that (no 'unsafe-eval'), ``evaluate`` runs over DevTools."""
-    deadline = time.monotonic() + WAIT_MS / 1000
-    while not page.evaluate(expression):
-        assert time.monotonic() < deadline, f"not true within {WAIT_MS / 1000:.0f} s: {expression}"
-        page.wait_for_timeout(50)
+    for _ in range(WAIT_MS // POLL_MS):
+        if page.evaluate(expression):
+            return
+        page.wait_for_timeout(POLL_MS)
+    raise AssertionError(f"not true within {WAIT_MS / 1000:.0f} s: {expression}")
 
 
 def log_in(page: playwright.Page, url: str, path: str, username: str) -> None:
