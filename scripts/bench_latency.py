@@ -231,9 +231,11 @@ class TimedCallSession(CallSession):
         super().__init__(*args, **kwargs)
         self.frame_t: list[float] = []
 
-    async def step(self, caller_frame: bytes = SILENCE, dtmf: str | None = None) -> bytes:
+    async def step(
+        self, caller_frame: bytes = SILENCE, dtmf: str | None = None, *, arrived: float | None = None
+    ) -> bytes:
         self.frame_t.append(time.monotonic())
-        return await super().step(caller_frame, dtmf)
+        return await super().step(caller_frame, dtmf, arrived=arrived)
 
 
 def sent_turns(session: TimedCallSession, starts_ms: list[int], lines: list[CallerLine]) -> list[SentTurn]:

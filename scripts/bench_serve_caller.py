@@ -275,11 +275,21 @@ class ServerProcess:
                 self._log.close()
             self.config_path.unlink(missing_ok=True)
 
+    def kill(self) -> None:
+        """SIGKILL to the server's whole process group, as a crash would: no bookkeeping at all.
+        start() runs it again on the same data directory (scripts/bench_faults.py)."""
+        assert self.process is not None
+        os.killpg(self.process.pid, signal.SIGKILL)  # not reaped yet: the group is still ours
+        self.process.wait()
+        if self._log is not None:
+            self._log.close()
+
     def cleanup(self) -> None:
         shutil.rmtree(self.data_dir, ignore_errors=True)
 
     def traces(self, call_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
-        """Each call's stored trace; the server writes it when the call ends."""
+        """Each call's stored trace, once it is complete (the server writes it as the call goes on;
+        its ``call_ended`` event comes with the call's end)."""
         return self._stored_traces(call_ids, lambda storage, call_id: storage.trace_events(call_id))
 
     def caller_traces(self, caller_ids: list[str], since: float) -> dict[str, list[dict[str, Any]]]:
@@ -344,6 +354,7 @@ class GatewayCall:
     turns: list[SentTurn] = field(default_factory=list)
     control: list[dict[str, Any]] = field(default_factory=list)  # the server's JSON messages
     frames_in: int = 0
+    sound_frames: int = 0  # of those, frames with the bot's voice in them (the server sends one per message)
     started_t: float = 0.0
     ended_t: float = 0.0
     error: str = ""
@@ -385,6 +396,7 @@ async def _listen(ws: aiohttp.ClientWebSocketResponse, call: GatewayCall, ear: _
         if msg.type == aiohttp.WSMsgType.BINARY:
             call.frames_in += len(msg.data) // FRAME_BYTES
             if non_silent(msg.data):
+                call.sound_frames += 1
                 ear.heard(time.monotonic())
         elif msg.type == aiohttp.WSMsgType.TEXT:
             message = json.loads(msg.data)

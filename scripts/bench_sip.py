@@ -18,10 +18,11 @@ from the positions (``align_error_ms``; a packet that never came is missing from
 silence, and would show here).
 
 The server's own figure (``turn_latency_ms`` of the first ``tts_first_audio`` after the request,
-from the traces it stores in SQLite) is shown beside it. The difference splits into "in" (the
-caller's end of speech -> where the server put it: RTP, its jitter buffer, its VAD) and "out" (its
-first audio -> the phone's decoder: its pacing and baresip's jitter buffer), from
-time.monotonic(), one clock for every process here.
+from the traces it stores in SQLite) is shown beside it: from the arrival of the caller's last
+speech packet to its first audio frame out. The difference splits into "in" (the caller's end of
+speech -> that packet's arrival: the phone's packetising, the network, and the VAD's hangover
+past the real end) and "out" (its first audio -> the phone's decoder: its pacing and baresip's
+jitter buffer), from time.monotonic(), one clock for every process here.
 
 No assertions: writes reports/bench_sip.json and prints a table.
 Usage (from the project root): .venv/bin/python scripts/bench_sip.py [--levels 1 5 10] [--seconds 15]
@@ -250,8 +251,9 @@ def place_call(call: Call, uri: str, dial_at: float, listen_s: float, stop: thre
 
 def server_view(result: dict[str, Any], events: list[dict[str, Any]]) -> None:
     """Adds the server's side of the request: its own turn latency, what it understood, and where
-    the caller's figure differs from it (in: caller -> server's end of speech, out: the server's
-    first audio -> the phone; from time.monotonic(), one clock for every process here)."""
+    the caller's figure differs from it (in: caller -> the arrival of their last speech packet,
+    out: the server's first audio -> the phone; from time.monotonic(), one clock for every process
+    here)."""
     first = next((e for e in events if e["type"] == "tts_first_audio" and e.get("turn_latency_ms")), None)
     no_input = next((e for e in events if e["type"] == "no_input"), None)
     parsed = next((e for e in events if e["type"] == "nlu_parsed"), None)

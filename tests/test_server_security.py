@@ -4,7 +4,10 @@ loop, back-off) and the security headers of every response."""
 from __future__ import annotations
 
 import asyncio
+import base64
+import os
 import re
+import struct
 import threading
 from pathlib import Path
 
@@ -61,6 +64,37 @@ def test_the_documented_largest_media_message_is_taken_and_one_byte_more_refused
             await too_big.ws.send_bytes(bytes(FRAME_BYTES * 10 + 1))
             await asyncio.wait_for(too_big.task, WAIT_S)
             assert too_big.ws.close_code == aiohttp.WSCloseCode.MESSAGE_TOO_BIG
+
+    run(scenario)
+
+
+def test_a_frame_announcing_more_than_the_limit_is_refused_before_its_payload_is_read(
+    engines: Engines, tmp_path: Path
+) -> None:
+    """Defect 13: the header of a 32 MB frame is enough to close the connection (1009); the server
+    does not wait for, nor buffer, the 32 MB."""
+
+    async def scenario() -> None:
+        async with running_server(engines, tmp_path) as server:
+            reader, writer = await asyncio.open_connection(server.host, server.port)
+            try:
+                key = base64.b64encode(os.urandom(16))
+                writer.write(
+                    b"GET /media HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                    b"Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n"
+                    % (server.host.encode(), server.port, key)
+                )
+                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), WAIT_S)
+                assert head.startswith(b"HTTP/1.1 101")
+                announced = 32 * 1024 * 1024
+                writer.write(bytes([0x82, 0x80 | 127]) + struct.pack("!Q", announced) + os.urandom(4))
+                writer.write(bytes(64 * 1024))  # a little of the payload: the rest never comes
+                await writer.drain()
+                frame = await asyncio.wait_for(reader.readexactly(4), WAIT_S)
+                assert frame[0] & 0x0F == 0x8  # a close frame, not a wait for the rest
+                assert struct.unpack("!H", frame[2:4])[0] == aiohttp.WSCloseCode.MESSAGE_TOO_BIG
+            finally:
+                writer.close()
 
     run(scenario)
 

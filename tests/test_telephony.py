@@ -297,7 +297,7 @@ def test_peers_not_allowed_and_garbage_are_dropped() -> None:
             with pytest.raises(asyncio.TimeoutError):
                 await peer.response(timeout=0.5)
             assert agent.dropped == 1
-        async with user_agent() as (agent, _calls):
+        async with user_agent() as (agent, calls):
             peer = Peer(agent)
             for garbage in (
                 b"\x00\xff" * 40,
@@ -306,9 +306,17 @@ def test_peers_not_allowed_and_garbage_are_dropped() -> None:
                 b"A B SIP/2.0\r\nVia\r\n\r\n",
             ):
                 peer.socket.sendto(garbage, ("127.0.0.1", agent.port))
+            # Found by scripts/fuzz_protocols.py: a header that parses only when the call is answered.
+            peer.send(
+                "INVITE",
+                branch="z9hG4bKrr",
+                call_id="rr",
+                body=offer(peer.port),
+                extra="Record-Route: <<\r\n",
+            )
             peer.send("OPTIONS", branch="z9hG4bKafter")
             assert (await peer.final()).code == 200  # still answering
-            assert agent.dropped == 4
+            assert agent.dropped == 5 and calls == [] and agent.dialogs == {}
             peer.close()
 
     run(scenario())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import logging
 import sys
@@ -17,6 +18,8 @@ from voicebot.console import ConversationPrinter, quiet_console
 from voicebot.designer.commands import add_commands as add_designer_commands
 from voicebot.errors import VoicebotError
 from voicebot.events import BotSaid, CallEnded, CallEvent, NluParsed, TraceWriter
+from voicebot.handoff.redact import redact_logs
+from voicebot.nlu.numbers import spoken_digits
 from voicebot.server.commands import add_commands as add_server_commands
 from voicebot.tester_commands import add_commands as add_tester_commands
 from voicebot.tester_commands import add_from_session
@@ -327,6 +330,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     quiet_console(args.library_output)  # before any handler imports Rasa, Whisper or Piper
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    redact_logs(functools.partial(spoken_digits, language="en"))  # no log line holds a card number
     try:
         config = load_config(args.config)
         return int(args.handler(args, config))

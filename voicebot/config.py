@@ -8,7 +8,9 @@ validated copy with changes.
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 from inspect import isclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -134,7 +136,14 @@ class PolicyConfig(Settings):
     ambiguity_gap: Fraction = 0.10
     max_consecutive_failures: Count = 2  # no-match / low confidence / no-input before escalating
     max_out_of_scope: Count = 2
-    max_auth_attempts: Count = 3
+    max_auth_attempts: Count = 3  # failed identifications in one call before escalating
+    # Across calls (voicebot/dialogue/lockout.py): after auth_lockout_failures identification attempts
+    # on one account within auth_lockout_window_s, from any calls, its identification is refused, even
+    # with the right PIN, for auth_lockout_s; the caller hears auth_locked and goes to an agent. The
+    # actions plugin keeps the count (the demo: in its database), else the server's memory does.
+    auth_lockout_failures: Count = 5
+    auth_lockout_window_s: Seconds = 900.0
+    auth_lockout_s: Seconds = 900.0
     # The caller's first request is checked for another of the served languages (Whisper's language
     # identification); at this probability or more the call switches to it, below it is offered.
     detect_language: bool = True
@@ -154,6 +163,39 @@ class ServerConfig(Settings):
     port: conint(strict=True, ge=1, le=65535) = 8080
     offer_timeout_s: Seconds = 20.0  # an unanswered offer moves to the next ready agent
     announce_interval_s: Seconds = 30.0  # queued callers hear their position this often
+    # Who may open the media WebSocket (/media), checked before the upgrade (docs/media-websocket.md).
+    # Browsers (an Origin header) only from these origins, e.g. "https://ivr.example.com"; empty: the
+    # server's own origin (the one in the request's Host). They must bring a token too: the softphone
+    # page holds one for media_token_ttl_s (softphone: false serves no page and issues no tokens).
+    media_origins: list[NonEmpty] = []
+    softphone: bool = True
+    media_token_ttl_s: Seconds = 600.0
+    # Gateways (no Origin header) present this token as "Authorization: Bearer ..." or "?token=...";
+    # with none set, gateways are taken without a token only from media_gateway_networks.
+    media_gateway_token: constr(min_length=16) | None = None
+    media_gateway_networks: list[NonEmpty] = ["127.0.0.0/8", "::1/128"]
+    # Media connections at once (calls and those still to start); more are refused with 503. Per
+    # address counts softphone-token connections only: a gateway carries all its calls from one address.
+    max_media_connections: Count = 200
+    max_media_connections_per_address: Count = 10
+    # A web session ends after this long unseen (an open desk keeps it seen), and this long after the
+    # login in any case; sessions are stored, so a restart signs nobody out.
+    session_idle_timeout_s: Seconds = 1800.0
+    session_lifetime_s: Seconds = 12 * 3600.0
+
+    @validator("media_origins", each_item=True)
+    def _origin_is_scheme_and_host(cls, origin: str) -> str:
+        if not re.fullmatch(r"https?://[^/\s]+", origin):
+            raise ValueError(f"'{origin}' is not an origin: scheme and host only, as https://ivr.example.com")
+        return origin
+
+    @validator("media_gateway_networks", each_item=True)
+    def _network_is_a_cidr(cls, network: str) -> str:
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except ValueError:
+            raise ValueError(f"'{network}' is not an address or CIDR (10.0.0.0/8, ::1/128)") from None
+        return network
 
 
 Port = conint(strict=True, ge=0, le=65535)  # 0: any free port (the one chosen is printed)

@@ -76,6 +76,8 @@ def _detail_line(data: dict[str, Any]) -> str | None:
         return f"{_INDENT}handoff: {data['record']['summary']}"
     if kind == "tts_first_audio" and data["turn_latency_ms"] is not None:
         return f"{_INDENT}turn latency {data['turn_latency_ms']:.0f} ms (tts {data['synth_ms']:.0f} ms)"
+    if kind == "tts_first_audio" and data.get("key_latency_ms") is not None:
+        return f"{_INDENT}answered the key in {data['key_latency_ms']:.0f} ms (tts {data['synth_ms']:.0f} ms)"
     return None
 
 

@@ -91,7 +91,9 @@ class NluParsed(CallEvent):
 @dataclass(kw_only=True)
 class DtmfReceived(CallEvent):
     type: ClassVar[str] = "dtmf"
-    digits: str  # already masked when the dialogue is collecting a secret
+    digits: str  # "*" when masked
+    # Part of a PIN or of a digits slot's value (an account number): shown as "*" (handoff/redact.py).
+    masked: bool = False
 
 
 @dataclass(kw_only=True)
@@ -137,7 +139,12 @@ class TtsStarted(CallEvent):
 class TtsFirstAudio(CallEvent):
     type: ClassVar[str] = "tts_first_audio"
     synth_ms: float
-    turn_latency_ms: float | None = None  # caller end of speech -> first bot audio (wall clock)
+    # The answer to a speech turn: the caller's last speech frame reached the server -> the answer's
+    # first audio frame left it (the time a frame waited at the server counts; see CallSession).
+    turn_latency_ms: float | None = None
+    # The answer to a key press, timed from when the key was taken: not a speech turn, so kept out
+    # of the turn-latency figures.
+    key_latency_ms: float | None = None
 
 
 @dataclass(kw_only=True)
@@ -198,6 +205,28 @@ class CallEnded(CallEvent):
     outcome: str  # contained | escalated | abandoned
     reason: str = ""
     duration_ms: int = 0
+
+
+@dataclass(kw_only=True)
+class IdentificationFailed(CallEvent):
+    """The account and PIN (the flow's auth slots) did not match."""
+
+    type: ClassVar[str] = "identification_failed"
+    account: str  # the account as given, its last 4 characters only
+    attempt: int  # in this call
+    reason: str  # the prompt the caller heard: auth_failed, ...
+
+
+@dataclass(kw_only=True)
+class IdentificationLocked(CallEvent):
+    """The account's identification is locked (voicebot/dialogue/lockout.py): the caller goes to an agent."""
+
+    type: ClassVar[str] = "identification_locked"
+    account: str  # its last 4 characters only
+    retry_after_s: int  # until the lockout ends
+    # failures: this call's failed attempt found the account's limit reached | locked: it was locked
+    # already, so this attempt was refused unchecked
+    cause: str
 
 
 class TraceWriter:

@@ -6,8 +6,9 @@ A session folder holds ``caller.wav`` (16 kHz: what the bot heard, after echo su
 clock, ``trace.jsonl`` (the call's events) and ``summary.json`` (call id, outcome, duration and the
 caller's turns with transcript, intent and confidence).
 
-PINs keyed by the caller are masked in the trace and never stored, so replaying such a call or
-making it a scenario needs the keys again (``secret_keys``, one string per masked turn).
+Keys that were part of a PIN or of an account number are masked in the trace (handoff/redact.py)
+and never stored, so replaying such a call or making it a scenario needs them again
+(``secret_keys``, one string per masked turn).
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ class Turn:
     confidence: float | None = None
     keys: str = ""  # masked ('*') where secret
     key_ms: list[int] = field(default_factory=list)
-    secret: bool = False
+    secret: bool = False  # the keys are masked (a PIN or an account number)
     # Barge-in: when the bot's speech that the caller talked over began (audio clock).
     interrupted_reply_ms: int | None = None
 
@@ -73,7 +74,7 @@ class Turn:
         return f"{self.transcript!r}{intent}"
 
 
-def caller_turns(events: list[dict[str, Any]], secret_key_ms: set[int]) -> list[Turn]:
+def caller_turns(events: list[dict[str, Any]]) -> list[Turn]:
     """The caller's turns, read from a call's events (trace dicts) in order."""
     turns: list[Turn] = []
     speech: Turn | None = None
@@ -98,7 +99,7 @@ def caller_turns(events: list[dict[str, Any]], secret_key_ms: set[int]) -> list[
         elif kind == "nlu_parsed" and speech is not None:
             speech.intent, speech.confidence = event["intent"], event["confidence"]
         elif kind == "dtmf":
-            secret = at in secret_key_ms
+            secret = bool(event.get("masked"))
             if keys is None or keys.secret != secret:
                 keys = Turn("dtmf", at, at, secret=secret)
                 turns.append(keys)
@@ -118,18 +119,15 @@ def caller_turns(events: list[dict[str, Any]], secret_key_ms: set[int]) -> list[
 
 
 class TurnTracker:
-    """A call listener keeping the events as trace dicts, and which keys were secret (a PIN)."""
+    """A call listener keeping the events as trace dicts."""
 
     def __init__(self, session: CallSession) -> None:
         self.session = session
         self.events: list[dict[str, Any]] = []
-        self.secret_key_ms: set[int] = set()
         session.listeners.append(self)
 
     def __call__(self, event: CallEvent) -> None:
         self.events.append(event.to_dict())
-        if event.type == "dtmf" and self.session.collecting_secret:
-            self.secret_key_ms.add(event.audio_ms)
 
     def summary(self) -> dict[str, Any]:
         ended = next((e for e in reversed(self.events) if e["type"] == "call_ended"), {})
@@ -142,7 +140,7 @@ class TurnTracker:
             "end_reason": ended.get("reason", ""),
             "escalation_reason": escalated[-1]["reason"] if escalated else "",
             "duration_ms": self.session.audio_ms,
-            "turns": [dataclasses.asdict(t) for t in caller_turns(self.events, self.secret_key_ms)],
+            "turns": [dataclasses.asdict(t) for t in caller_turns(self.events)],
         }
 
 
@@ -196,8 +194,8 @@ def unmasked_keys(turns: list[Turn], secret_keys: Sequence[str]) -> list[str]:
             continue
         if not secret_keys:
             raise VoicebotError(
-                f"turn {number}: the caller's {len(turn.keys)} keys were a secret (a PIN) and are masked "
-                "in the recording; give them with --secret-keys"
+                f"turn {number}: the caller's {len(turn.keys)} keys were a secret (a PIN or an account "
+                "number) and are masked in the recording; give them with --secret-keys"
             )
         keys = secret_keys[min(secret_index, len(secret_keys) - 1)]
         secret_index += 1

@@ -47,7 +47,6 @@ class CallerUtterance:
     recognition: asyncio.Task[Heard]
     speech_ms: int
     audio_ms: int  # how much audio the recogniser heard
-    pause_ms: int  # the trailing silence after which the turn was judged over
 
 
 @dataclass
@@ -95,6 +94,12 @@ class Listener:
     @property
     def voiced_ms(self) -> int:
         return self._endpointer.voiced_ms
+
+    @property
+    def heard_voice(self) -> bool:
+        """The frame just fed was the caller's voice, in an utterance: their speech ends no earlier
+        (the turn latency is timed from the last such frame of a turn)."""
+        return self._open is not None and self._endpointer.trailing_silence_ms == 0
 
     @property
     def hears_barge_in(self) -> bool:
@@ -162,7 +167,7 @@ class Listener:
         if open_ is None or open_.stream is None or (open_.during_prompt and bot_speaking):
             return None  # ignored, or too short to be a barge-in: a cough or "uh-huh" over a prompt
         task = asyncio.create_task(self._recognise(open_, event.speech_ms))
-        return CallerUtterance(task, event.speech_ms, open_.audio_ms, pause_ms)
+        return CallerUtterance(task, event.speech_ms, open_.audio_ms)
 
     def barged_in(self) -> None:
         """The caller's speech interrupted the bot: it is a turn of its own now."""

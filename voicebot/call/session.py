@@ -11,6 +11,10 @@ key) and gets the bot's next 20 ms frame back. Audio flows one way through three
 threads, and the bot is silent until they are done. :meth:`settle` waits for that work, so an
 unpaced simulated call, which settles after each frame, behaves as if it were instant: every timer
 (endpointing, no-input) counts frames of the audio clock, never wall time.
+
+A live line also says when each caller frame arrived (``step(..., arrived=)``): the turn latency
+is then timed from the arrival of the caller's last speech frame to the step whose frame starts the
+answer, which the line sends at once (see :class:`CallClock`).
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from voicebot.dialogue.outputs import SwitchLanguage
 from voicebot.engines import Engines, LanguageEngines
 from voicebot.events import BargeIn, CallEnded, CallEvent, CallStarted, TtsFirstAudio, TtsStarted
 from voicebot.handoff.record import HandoffRecord
+from voicebot.handoff.redact import redact_event
 from voicebot.nlu.base import NluResult
 from voicebot.tts.clauses import first_clause, opening_clause
 
@@ -40,6 +45,35 @@ log = logging.getLogger("voicebot.call")
 # The listener hands an utterance over in the frame its speech ends: a prompt paused by speech that
 # was still nothing to recognise this long after (it was dropped or ignored) plays on.
 NOTHING_HEARD_RESUME_MS = 200
+FRAME_S = FRAME_MS / 1000
+
+
+class CallClock:
+    """When the caller's frames came and when the bot's go out, for the turn latency.
+
+    On a live line (and in any call paced in real time) the transport says when each caller frame
+    arrived, and the bot's frame of a step goes out as the step returns: both are wall (monotonic)
+    time, so the time a caller frame waited at the server counts. An unpaced simulated call's
+    frames have no arrival: its clock is the audio clock, stretched by the wall time the call's work
+    held a step up beyond the frame's own 20 ms (it waits for its models between frames).
+    """
+
+    def __init__(self) -> None:
+        self.caller_at = 0.0  # when the caller's frame of this step came
+        self.now = 0.0  # when the bot's frame of this step goes out
+        self._simulated = 0.0
+        self._last_wall: float | None = None
+
+    def tick(self, arrived: float | None) -> None:
+        """One step; ``arrived``: when its caller frame reached a live line (None: unpaced)."""
+        wall = time.monotonic()
+        if arrived is not None:
+            self.caller_at, self.now = arrived, wall
+        else:
+            held = 0.0 if self._last_wall is None else max(0.0, wall - self._last_wall - FRAME_S)
+            self._simulated += FRAME_S + held
+            self.caller_at = self.now = self._simulated
+        self._last_wall = wall
 
 
 class CallSession:
@@ -100,8 +134,11 @@ class CallSession:
         )  # fmt: skip
         self.dialogue = self.understanding.dialogue
         self._idle_ms = 0
-        # Wall time the caller's turn ended and how long the endpointer waited for it (latency).
-        self._turn_end: tuple[float, int] | None = None
+        self._clock = CallClock()
+        self._voice_at = 0.0  # when the caller's latest speech frame came, on the call clock
+        # The turn whose answer's first audio is awaited: on the call clock, when it ended (the
+        # caller's last speech frame came, or the key was taken), and whether it was spoken.
+        self._turn_end: tuple[float, bool] | None = None
         self._awaiting_first_audio = False
         self._caller_turns = 0
         # The caller has been quiet this long with the prompt paused and nothing to recognise.
@@ -113,6 +150,8 @@ class CallSession:
         event.call_id = self.call_id
         event.audio_ms = self.audio_ms
         event.t = time.monotonic()  # emission time: events made in a worker thread keep the trace in order
+        # What the trace stores and shows: what the dialogue is collecting is masked, cards redacted.
+        redact_event(event, self.dialogue.privacy)
         self.events.append(event)
         for listener in self.listeners:
             listener(event)
@@ -125,10 +164,6 @@ class CallSession:
     def handoff(self) -> HandoffRecord | None:
         """The handoff record once the dialogue has escalated the call."""
         return self.dialogue.handoff
-
-    @property
-    def collecting_secret(self) -> bool:
-        return self.dialogue.collecting_secret
 
     @property
     def in_speech(self) -> bool:
@@ -149,8 +184,20 @@ class CallSession:
         )
         self.understanding.start()
 
-    async def step(self, caller_frame: bytes = SILENCE, dtmf: str | None = None) -> bytes:
-        """Advances the call by one frame: takes the caller's audio (and key), returns the bot's."""
+    async def step(
+        self, caller_frame: bytes = SILENCE, dtmf: str | None = None, *, arrived: float | None = None
+    ) -> bytes:
+        """Advances the call by one frame: takes the caller's audio (and key), returns the bot's.
+        ``arrived``: when a live line received the caller's frame (``time.monotonic()``)."""
+        return self._advance(caller_frame, dtmf, arrived, play=True)
+
+    def catch_up(self, caller_frame: bytes, arrived: float) -> None:
+        """A caller frame that waited at a live line which fell behind (a slow step, a busy event
+        loop): heard now, with no bot frame for it. The caller has heard that gap already; the bot's
+        audio goes on where it stopped at the next :meth:`step`."""
+        self._advance(caller_frame, None, arrived, play=False)
+
+    def _advance(self, caller_frame: bytes, dtmf: str | None, arrived: float | None, play: bool) -> bytes:
         if self.ended:
             return SILENCE
         if len(caller_frame) != FRAME_BYTES:
@@ -158,11 +205,12 @@ class CallSession:
                 f"caller frame must be {FRAME_BYTES} bytes (20 ms of 16 kHz s16le), got {len(caller_frame)}"
             )
         self.audio_ms += FRAME_MS
+        self._clock.tick(arrived)
         if dtmf:
             self._on_key(dtmf)
         self._listen(caller_frame)
         self._tick_paused_prompt()
-        out = self._play()
+        out = self._play() if play else SILENCE
         self._tick_no_input()
         return out
 
@@ -194,7 +242,7 @@ class CallSession:
             if self.playout.speaking or self.playout.paused:
                 self._barge_in("dtmf")
             self._caller_turns += 1
-            self._turn_end = (time.monotonic(), 0)
+            self._turn_end = (self._clock.now, False)
         self.understanding.key(key, self._caller_turns, accepted)
 
     def _listen(self, frame: bytes) -> None:
@@ -210,6 +258,8 @@ class CallSession:
         except Exception as exc:  # the recogniser could not open a stream: tell the caller, escalate
             self.understanding.failed("asr", exc)
             return
+        if self.listener.heard_voice:
+            self._voice_at = self._clock.caller_at
         if self.listener.in_speech:
             self._idle_ms = 0
             if self.playout.speaking and self.listener.hears_barge_in:
@@ -217,7 +267,7 @@ class CallSession:
                 self.listener.barged_in()
         if utterance is not None:
             self._caller_turns += 1
-            self._turn_end = (time.monotonic(), utterance.pause_ms)
+            self._turn_end = (self._voice_at, True)
             self.understanding.utterance(utterance, self._caller_turns)
 
     def _on_guess(self, transcript: Transcript) -> asyncio.Task[tuple[NluResult, float]] | None:
@@ -331,11 +381,13 @@ class CallSession:
         elif isinstance(happened, SpeechFailed):
             self.understanding.failed("tts", happened.error)
         elif isinstance(happened, Utterance) and self._awaiting_first_audio and self._turn_end is not None:
-            ended_wall, endpoint_wait_ms = self._turn_end
-            wall_ms = (time.monotonic() - ended_wall) * 1000
+            ended_at, spoken = self._turn_end
+            latency_ms = round((self._clock.now - ended_at) * 1000, 1)
             self.emit(
                 TtsFirstAudio(
-                    synth_ms=round(happened.synth_ms, 1), turn_latency_ms=round(endpoint_wait_ms + wall_ms, 1)
+                    synth_ms=round(happened.synth_ms, 1),
+                    turn_latency_ms=latency_ms if spoken else None,
+                    key_latency_ms=None if spoken else latency_ms,
                 )
             )
             self._awaiting_first_audio = False

@@ -24,7 +24,6 @@ from voicebot.events import AsrFinal, CallEvent, DtmfReceived, NluParsed, StageE
 from voicebot.nlu.base import NluEngine, NluResult
 
 log = logging.getLogger("voicebot.call")
-WITHHELD = "[withheld]"
 MAX_HYPOTHESES_PARSED = 4  # alternatives parsed when the best is not understood (~5 ms each)
 NOISE_MS = 600  # an empty transcript of less speech than this was a noise the VAD took for speech
 
@@ -125,8 +124,9 @@ class Understanding:
         self._chain = asyncio.create_task(after_previous())
 
     async def _key(self, key: str, turn: int, accepted: bool) -> None:
-        # Masked by the dialogue's state once the inputs before this key are handled.
-        self._emit(DtmfReceived(digits="*" if self.dialogue.collecting_secret else key))
+        # Emitted once the inputs before this key are handled, so it is masked (CallSession.emit)
+        # by what the dialogue is collecting when the key arrives.
+        self._emit(DtmfReceived(digits=key))
         if accepted:
             await self._run("dialogue", turn, lambda: self.dialogue.on_dtmf(key))
 
@@ -141,13 +141,13 @@ class Understanding:
             await self._fail("asr", exc)
             return
         transcript = heard.transcript
-        secret = self.dialogue.collecting_secret
+        # The caller's words as heard; CallSession.emit masks what the dialogue is collecting.
         self._emit(
             AsrFinal(
-                text=WITHHELD if secret else transcript.text,
+                text=transcript.text,
                 confidence=round(transcript.confidence, 3),
-                words=[] if secret else [w.__dict__ for w in transcript.words],
-                alternatives=[] if secret else list(transcript.alternatives),
+                words=[w.__dict__ for w in transcript.words],
+                alternatives=list(transcript.alternatives),
                 engine=self._asr_name,
                 compute_ms=round(heard.asr_ms, 1),
                 audio_duration_ms=utterance.audio_ms,
@@ -171,7 +171,7 @@ class Understanding:
             check_faults(self._faults, "nlu", turn)
             result, nlu_ms = await self._parse(transcript.text)
             text, alternatives = transcript.text, transcript.alternatives
-            if self.dialogue.takes_request and not secret and alternatives:
+            if self.dialogue.takes_request and alternatives:
                 text, result, alternatives, extra_ms = await self._understood_hypothesis(transcript, result)
                 nlu_ms += extra_ms
         except Exception as exc:
@@ -181,11 +181,11 @@ class Understanding:
             return
         self._emit(
             NluParsed(
-                text=WITHHELD if secret else result.text,
+                text=result.text,
                 intent=result.intent.name,
                 confidence=round(result.intent.confidence, 3),
                 ranking=[{"name": r.name, "confidence": round(r.confidence, 3)} for r in result.ranking[:5]],
-                entities=[] if secret else [{"entity": e.entity, "value": e.value} for e in result.entities],
+                entities=[{"entity": e.entity, "value": e.value} for e in result.entities],
                 compute_ms=round(nlu_ms, 2),
                 from_n_best=text != transcript.text,
             )

@@ -197,7 +197,9 @@ class _BankActions:
 
 
 def register_bank_actions(registry: ActionRegistry, bank: AcmeBank) -> None:
-    """Registers every Acme Bank action under the name flow files use."""
+    """Registers every Acme Bank action under the name flow files use; every call's identification
+    attempts are counted in the bank's database (they outlast a restart)."""
+    registry.identification_attempts = bank
     actions = _BankActions(bank)
     public: dict[str, Action] = {
         "verify_caller": actions.verify_caller,

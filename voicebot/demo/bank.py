@@ -20,6 +20,8 @@ from datetime import date, time
 from pathlib import Path
 from typing import Any
 
+from voicebot.dialogue.lockout import AccountAttempts, Change
+
 ACCOUNT_TYPES = ("checking", "savings", "credit")
 CARD_TYPES = ("debit", "credit")
 
@@ -84,8 +86,26 @@ CREATE TABLE IF NOT EXISTS service_requests (
     details TEXT NOT NULL,
     created_on TEXT NOT NULL
 );
+-- Identification attempts of every call (voicebot/dialogue/lockout.py), by a hash of the account
+-- given (which need not be a customer's); times are Unix seconds.
+CREATE TABLE IF NOT EXISTS identification_attempts (
+    account_key TEXT PRIMARY KEY,
+    attempts TEXT NOT NULL,
+    locked_until REAL NOT NULL,
+    forget_after REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS identification_attempts_forget ON identification_attempts (forget_after);
 """
-_TABLES = ("service_requests", "branch_hours", "branches", "cards", "transactions", "balances", "customers")
+_TABLES = (
+    "identification_attempts",
+    "service_requests",
+    "branch_hours",
+    "branches",
+    "cards",
+    "transactions",
+    "balances",
+    "customers",
+)
 
 
 class BusinessRuleError(Exception):
@@ -197,6 +217,31 @@ class AcmeBank:
             return None
         holder_name, salt, expected, iterations = row
         return holder_name if hmac.compare_digest(_hash_pin(pin, salt, iterations), expected) else None
+
+    def change_attempts(self, account_key: str, change: Change, now: float) -> AccountAttempts:
+        """Where every call's identification attempts are counted (an ``AttemptStore``): in this
+        database, so a lockout outlasts a restart; the write lock makes each change atomic."""
+        with _writing(self.db_path) as connection:
+            connection.execute("DELETE FROM identification_attempts WHERE forget_after < ?", (now,))
+            row = connection.execute(
+                "SELECT attempts, locked_until, forget_after FROM identification_attempts"
+                " WHERE account_key = ?",
+                (account_key,),
+            ).fetchone()
+            record = (
+                AccountAttempts() if row is None else AccountAttempts(tuple(json.loads(row[0])), *row[1:])
+            )
+            record = change(record)
+            if record.forget_after > now:
+                connection.execute(
+                    "INSERT OR REPLACE INTO identification_attempts VALUES (?, ?, ?, ?)",
+                    (account_key, json.dumps(record.attempts), record.locked_until, record.forget_after),
+                )
+            else:  # nothing left to remember (a success cleared it)
+                connection.execute(
+                    "DELETE FROM identification_attempts WHERE account_key = ?", (account_key,)
+                )
+            return record
 
     def balance(self, account: str, account_type: str) -> int:
         """The balance in cents; for credit, the credit still available."""

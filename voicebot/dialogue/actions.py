@@ -6,6 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from voicebot.dialogue.lockout import AttemptStore, MemoryAttemptStore
+
 
 @dataclass
 class ActionContext:
@@ -36,10 +38,12 @@ Action = Callable[[ActionContext], ActionResult]
 
 
 class ActionRegistry:
-    """Maps action names used in flow files to callables."""
+    """Maps action names used in flow files to callables; holds where the identification attempts of
+    every call are counted (voicebot/dialogue/lockout.py), which a plugin may replace with its own."""
 
     def __init__(self) -> None:
         self._actions: dict[str, Action] = {}
+        self.identification_attempts: AttemptStore = MemoryAttemptStore()
 
     def register(self, name: str, action: Action) -> None:
         self._actions[name] = action

@@ -31,6 +31,7 @@ SYSTEM_PROMPTS = (
     "transfer",
     "internal_error",
     "auth_failed",
+    "auth_locked",
     "auth_required",
     "slot_invalid",
 )

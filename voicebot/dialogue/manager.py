@@ -26,16 +26,10 @@ from voicebot.dialogue.states import (
 )
 from voicebot.dialogue.walk import FlowWalk
 from voicebot.events import LanguageChanged, NoInput, NoMatch
-from voicebot.handoff.record import (
-    IntentTurn,
-    TranscriptLine,
-    masked_slot_value,
-    safe_transcript_text,
-)
+from voicebot.handoff.record import IntentTurn, TranscriptLine, masked_slot_value
 from voicebot.nlu.base import NluResult
 
 __all__ = ["DialogueManager", "Handoff", "Hangup", "Output", "Say"]
-WITHHELD = "[withheld]"
 # "Spanish, please", "en español por favor": longer utterances that name a language are requests.
 MAX_LANGUAGE_REQUEST_WORDS = 4
 
@@ -100,12 +94,10 @@ class DialogueManager(FlowWalk):
             if language is not None and language != self.language and language in self.languages:
                 self._use_language(language, "detected")
             self.turn += 1
-            secret = self.collecting_secret
-            self.memory.transcript.append(
-                TranscriptLine("Caller", WITHHELD if secret else safe_transcript_text(text))
-            )
-            if alternatives and not secret:
-                self.memory.alternatives.append([safe_transcript_text(a) for a in alternatives])
+            privacy = self.privacy
+            self.memory.transcript.append(TranscriptLine("Caller", privacy.caller_text(text)))
+            if alternatives and not privacy.secret:
+                self.memory.alternatives.append([privacy.caller_text(a) for a in alternatives])
             heard = self._state.pick_transcript(text, alternatives, self.language)
             self._state.on_result(self, heard, result)
 
@@ -270,7 +262,7 @@ class DialogueManager(FlowWalk):
         self._state = Menu(node)
 
     def remember_intent(self, result: NluResult, decision: str) -> None:
-        text = WITHHELD if self.collecting_secret else safe_transcript_text(result.text)
+        text = self.privacy.caller_text(result.text)
         self.memory.intents.append(
             IntentTurn(self.turn, text, result.intent.name, round(result.intent.confidence, 3), decision)
         )

@@ -7,17 +7,28 @@ bot says into the outputs of the caller input being handled.
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Callable
 from typing import Any
 
 from voicebot.config import PolicyConfig
 from voicebot.dialogue.actions import ActionContext, ActionRegistry, ActionResult
 from voicebot.dialogue.flow import Flow, Node, Prompts, SlotSpec
+from voicebot.dialogue.lockout import IdentificationLockout
 from voicebot.dialogue.outputs import Handoff, Hangup, Output, Say
 from voicebot.dialogue.states import ConfirmTask, Done, KeyCollection, Menu, SlotPrompt, State
-from voicebot.events import CallEvent, DialogueTransition, Escalated
+from voicebot.events import (
+    CallEvent,
+    DialogueTransition,
+    Escalated,
+    IdentificationFailed,
+    IdentificationLocked,
+)
 from voicebot.handoff.builder import CallMemory, SlotPrivacy, build_handoff_record
-from voicebot.handoff.record import HandoffRecord, TranscriptLine, safe_transcript_text
+from voicebot.handoff.record import HandoffRecord, TranscriptLine
+from voicebot.handoff.redact import CallerPrivacy, mask_digits
+from voicebot.nlu.numbers import spoken_digits
 from voicebot.tts.speech_format import spoken_money
 
 
@@ -53,6 +64,7 @@ class FlowWalk:
         self.slots: dict[str, Any] = {}
         self.account: str | None = None
         self.auth_attempts = 0
+        self.lockout = IdentificationLockout(actions.identification_attempts, policy)  # across calls
         self.failures = 0
         self.out_of_scope_count = 0
         self.tasks_done = 0
@@ -71,6 +83,17 @@ class FlowWalk:
     @property
     def node(self) -> Node:
         return self._state.node
+
+    @property
+    def privacy(self) -> CallerPrivacy:
+        """How the caller's words and keys of the turn in progress are kept in the trace and the
+        handoff record: by what this state collects (a PIN, an account number)."""
+        state = self._state
+        return CallerPrivacy(self.read_digits, secret=state.secret, digits=state.collecting_digits)
+
+    def read_digits(self, text: str) -> str:
+        """The digits ``text`` says, read in the call's language."""
+        return spoken_digits(text, language=self.language)
 
     def ask(self, prompt_id: str, values: dict[str, Any] | None = None, interruptible: bool = True) -> None:
         self._last_question = [self._say(prompt_id, values, interruptible)]
@@ -142,19 +165,41 @@ class FlowWalk:
         assert auth is not None and target is not None
         if self._ask_missing_slot(target, auth.slots, for_auth=True):
             return
+        account = str(self.slots.get(auth.slots[0].name, ""))
+        locked_s = self.lockout.begin(account, time.time())
+        if locked_s:  # refused unchecked: the PIN is not even compared
+            for slot in auth.slots:
+                self.slots.pop(slot.name, None)
+            self._locked_out(account, locked_s, cause="locked")
+            return
         result = self._run_action(auth.action)
-        auth_values = {s.name: self.slots.pop(s.name, None) for s in auth.slots}
+        for slot in auth.slots:
+            self.slots.pop(slot.name, None)
         if result.ok:
-            self.account = str(auth_values.get(auth.slots[0].name, ""))
+            self.lockout.succeeded(account, time.time())
+            self.account = account
             self._after_auth = None
             self._continue_task(target)
             return
         self.auth_attempts += 1
-        self._say(result.error_prompt or "auth_failed")
-        if self.auth_attempts >= self.policy.max_auth_attempts:
+        reason = result.error_prompt or "auth_failed"
+        self._emit(IdentificationFailed(account=_last4(account), attempt=self.auth_attempts, reason=reason))
+        self._say(reason)
+        locked_s = self.lockout.failed(account, time.time())
+        if locked_s:
+            self._locked_out(account, locked_s, cause="failures")
+        elif self.auth_attempts >= self.policy.max_auth_attempts:
             self._escalate("auth_failed")
         else:
             self._ask_missing_slot(target, auth.slots, for_auth=True)
+
+    def _locked_out(self, account: str, locked_s: float, cause: str) -> None:
+        """Too many failed identifications of this account, in any calls: an agent takes over."""
+        retry_after_s = math.ceil(locked_s)
+        self._emit(IdentificationLocked(account=_last4(account), retry_after_s=retry_after_s, cause=cause))
+        self._say("auth_locked")
+        detail = f"account {_last4(account)}: identification locked for {retry_after_s} s, too many failures"
+        self._escalate("identification_locked", detail=detail)
 
     def _run_action(self, name: str) -> ActionResult:
         context = ActionContext(
@@ -183,7 +228,7 @@ class FlowWalk:
             slots=self.slots,
             privacy={s.name: SlotPrivacy(secret=s.secret, digits=s.kind == "digits") for s in specs},
             account=self.account,
-            detail=detail,
+            detail=self.privacy.redacted(detail),
         )
         self._emit(Escalated(reason=reason, queue=self.handoff.queue, record=self.handoff.to_dict()))
         self._say("transfer", interruptible=False)
@@ -201,7 +246,7 @@ class FlowWalk:
     def _say(self, prompt_id: str, values: dict[str, Any] | None = None, interruptible: bool = True) -> Say:
         prompt = self.prompts.get(prompt_id)
         text = self.prompts.render(prompt_id, values)
-        self.memory.transcript.append(TranscriptLine("Bot", safe_transcript_text(text)))
+        self.memory.transcript.append(TranscriptLine("Bot", self.privacy.redacted(text)))
         say = Say(text, prompt_id, interruptible and prompt.interruptible, static=prompt.is_static)
         self._out.append(say)
         return say
@@ -210,6 +255,10 @@ class FlowWalk:
         self._emit(
             DialogueTransition(from_node=self.node.name, to_node=to_node, trigger=trigger, decision=decision)
         )
+
+
+def _last4(account: str) -> str:
+    return mask_digits(account, keep_last=4)
 
 
 def _speakable(value: Any, language: str = "en") -> Any:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from voicebot.handoff.redact import mask_digits, redact_card_numbers
+from voicebot.handoff.redact import WITHHELD, mask_digits
 
 
 @dataclass(frozen=True)
@@ -64,14 +64,9 @@ class HandoffRecord:
         return cls(**values)
 
 
-def safe_transcript_text(text: str) -> str:
-    """Transcripts never hold card numbers in clear."""
-    return redact_card_numbers(text)
-
-
 def masked_slot_value(value: Any, *, secret: bool, digits: bool) -> Any:
     if secret:
-        return "[withheld]"
+        return WITHHELD
     if digits and isinstance(value, str):
         return mask_digits(value, keep_last=4)
     return value

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 import math
 import os
@@ -16,24 +15,42 @@ from typing import Any
 
 import jinja2
 from aiohttp import WSCloseCode, WSMsgType, web
+from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
 from voicebot.config import Config, ServerConfig
 from voicebot.engines import Engines, reload_engines
-from voicebot.server.auth import SESSION_COOKIE, LoginLimiter, SessionStore, WebSession, check_password
+from voicebot.server.auth import (
+    SESSION_COOKIE,
+    LoginLimiter,
+    SessionStore,
+    SignedTokens,
+    WebSession,
+    check_password,
+    same_secret,
+)
+from voicebot.server.call_records import RecordKeeper
 from voicebot.server.callbacks import CallbackDialer
 from voicebot.server.caller_leg import CallerLeg
 from voicebot.server.contact_center import AgentDesk, ContactCenter
 from voicebot.server.desk_labels import catalog, desk_texts, language_names
 from voicebot.server.external_leg import ExternalTransferLeg, ReferTransferLeg
 from voicebot.server.kpis import KpiCollector, compute_kpis, erlang_c_forecast
+from voicebot.server.loop_lag import LoopLagMonitor
+from voicebot.server.media_door import MediaDoor
 from voicebot.server.pbx_bridge import PbxBridgeLeg
 from voicebot.storage import SqliteStorage, Storage
 from voicebot.telephony.audiosocket import AudioSocketServer
 from voicebot.telephony.sip import IncomingCall, SipUserAgent
 from voicebot.telephony.sip_call import SipCall
 from voicebot.transports.line import CallOwner, LiveCall, ProtocolViolation, protocol_failures
-from voicebot.transports.websocket import WS_MAX_MSG_SIZE, MediaCall, audio_frames, parse_control
+from voicebot.transports.websocket import (
+    WS_MAX_MSG_SIZE,
+    CappedWebSocketResponse,
+    MediaCall,
+    audio_frames,
+    parse_control,
+)
 
 log = logging.getLogger("voicebot.server")
 STATIC = Path(__file__).parent / "static"
@@ -60,14 +77,6 @@ CONTENT_SECURITY_POLICY = (
 PLAIN_HOST = re.compile(r"[A-Za-z0-9.\-]+(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?")
 
 
-def same_secret(given: str, expected: str) -> bool:
-    """Constant-time comparison that also takes non-ASCII input (``compare_digest`` on str raises) and
-    header bytes that are not UTF-8 (aiohttp hands them over as surrogate escapes)."""
-    return hmac.compare_digest(
-        given.encode("utf-8", "surrogateescape"), expected.encode("utf-8", "surrogateescape")
-    )
-
-
 def content_security_policy(request: web.Request) -> str:
     # connect-src 'self' covers same-origin WebSockets only in newer browsers: name them too.
     host = request.host
@@ -85,6 +94,10 @@ def storage_path(config: Config) -> Path:
 
 def admin_token_path(config: Config) -> Path:
     return config.path(config.data_dir) / "server" / "admin.token"
+
+
+def media_token_key_path(config: Config) -> Path:
+    return config.path(config.data_dir) / "server" / "media-token.key"
 
 
 def handoff_token_path(config: Config) -> Path:
@@ -116,14 +129,21 @@ class VoicebotServer:
         self.engines = engines
         self.settings = settings
         self.storage: Storage = storage or SqliteStorage(storage_path(self.config))
+        self.records = RecordKeeper(self.storage)  # calls' traces as they happen; crash recovery
         self.center = ContactCenter(self.storage, settings.offer_timeout_s)
-        self.sessions = SessionStore()
+        self.sessions = SessionStore(
+            self.storage, settings.session_idle_timeout_s, settings.session_lifetime_s
+        )
         self.limiter = LoginLimiter()
         self.admin_token = secrets.token_urlsafe(32)
         self.handoff_token = lasting_token(handoff_token_path(self.config))
+        # Its key is kept, so that a softphone page loaded before a restart can still call.
+        media_tokens = SignedTokens(lasting_token(media_token_key_path(self.config)), "media")
+        self.media_door = MediaDoor(settings, media_tokens)
         self.reloads = 0
         self._reload_lock = asyncio.Lock()
         self.media_calls: set[MediaCall] = set()
+        self.loop_lag = LoopLagMonitor()
         audiosocket = self.config.telephony.audiosocket
         self.audiosocket = (
             AudioSocketServer(
@@ -139,8 +159,9 @@ class VoicebotServer:
 
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self._security_headers], client_max_size=64 * 1024)
-        app.router.add_get("/", self._page("softphone.html"))
+        app.router.add_get("/", self.softphone_page)
         app.router.add_get("/media", self.media)
+        app.router.add_get("/media/token", self.media_token)
         app.router.add_get("/metrics", self.metrics)
         app.router.add_get("/login", self.login_form)
         app.router.add_post("/login", self.login)
@@ -160,7 +181,12 @@ class VoicebotServer:
     async def _on_startup(self, _: web.Application) -> None:
         # Private: only this user (the one who runs `voicebot reload`) may read it.
         write_private(admin_token_path(self.config), self.admin_token)
+        purged = self.sessions.purge()  # the sessions that expired while the server was down
+        if purged:
+            log.info("deleted %d expired web sessions", purged)
+        self.records.start()  # first: it closes what a killed run left open
         self.center.start()
+        self.loop_lag.start()
         if self.audiosocket is not None:
             await self.audiosocket.start()
         sip = self.config.telephony.sip
@@ -185,7 +211,9 @@ class VoicebotServer:
             await asyncio.gather(*self._call_tasks, return_exceptions=True)
 
     async def _on_cleanup(self, _: web.Application) -> None:
+        self.loop_lag.stop()
         await self.center.stop()
+        await self.records.stop()
         self.storage.close()
 
     @web.middleware
@@ -244,7 +272,13 @@ class VoicebotServer:
     def _set_cookie(self, response: web.StreamResponse, request: web.Request, name: str, value: str) -> None:
         # Secure is set whenever the page came over TLS; plain http is only for loopback development.
         response.set_cookie(
-            name, value, httponly=True, samesite="Strict", secure=request.secure, path="/", max_age=12 * 3600
+            name,
+            value,
+            httponly=True,
+            samesite="Strict",
+            secure=request.secure,
+            path="/",
+            max_age=int(self.settings.session_lifetime_s),
         )
 
     async def login_form(self, request: web.Request) -> web.Response:
@@ -297,8 +331,6 @@ class VoicebotServer:
                 name,
                 csrf=session.csrf_token if session else "",
                 username=session.username if session else "",
-                languages=list(self.engines.languages),  # served now: a caller may choose one
-                default_language=self.config.language,
             )
             return web.Response(text=html, content_type="text/html")
 
@@ -325,8 +357,34 @@ class VoicebotServer:
 
     # ----- media (callers) -------------------------------------------------------------------------
 
+    async def softphone_page(self, request: web.Request) -> web.Response:
+        """The caller softphone, with a media token good for ``media_token_ttl_s``."""
+        if not self.settings.softphone:
+            raise web.HTTPNotFound(text="no softphone here (server.softphone is off)")
+        html = render_page(
+            "softphone.html",
+            languages=list(self.engines.languages),  # served now: a caller may choose one
+            default_language=self.config.language,
+            media_token=self.media_door.softphone_token(),
+            media_token_ttl_s=int(self.settings.media_token_ttl_s),
+        )
+        return web.Response(text=html, content_type="text/html", headers={"Cache-Control": "no-store"})
+
+    async def media_token(self, request: web.Request) -> web.Response:
+        """A fresh softphone token, for a page open longer than its token lasts (same-origin only: the
+        answer has no CORS headers, so another site's page cannot read it)."""
+        if not self.settings.softphone:
+            raise web.HTTPNotFound(text="no softphone here (server.softphone is off)")
+        body = {"token": self.media_door.softphone_token(), "ttl_s": int(self.settings.media_token_ttl_s)}
+        return web.json_response(body, headers={"Cache-Control": "no-store"})
+
     async def media(self, request: web.Request) -> web.WebSocketResponse:
-        ws = web.WebSocketResponse(max_msg_size=WS_MAX_MSG_SIZE, heartbeat=20)
+        """A caller's connection, once the door lets it in (otherwise 403 or 503, before the upgrade)."""
+        with self.media_door.admit(request):
+            return await self._media_call(request)
+
+    async def _media_call(self, request: web.Request) -> web.WebSocketResponse:
+        ws = CappedWebSocketResponse(max_msg_size=WS_MAX_MSG_SIZE, heartbeat=20)
         await ws.prepare(request)
         engines = self.engines  # a reload during the call leaves both sides of it on these
         call = MediaCall(ws, engines, self._queue_leg(engines))
@@ -382,10 +440,11 @@ class VoicebotServer:
 
     async def agent_socket(self, request: web.Request) -> web.WebSocketResponse:
         session: WebSession = request["web_session"]
-        ws = web.WebSocketResponse(max_msg_size=WS_MAX_MSG_SIZE, heartbeat=20)
+        ws = CappedWebSocketResponse(max_msg_size=WS_MAX_MSG_SIZE, heartbeat=20)
         await ws.prepare(request)
         desk = AgentDesk(session.username, ws)
         await self.center.desk_connected(desk)
+        keeper = asyncio.create_task(self._keep_session_seen(session, ws))
         try:
             async for msg in ws:
                 if msg.type == WSMsgType.BINARY:
@@ -399,8 +458,19 @@ class VoicebotServer:
             log.warning("agent %s desk closed: %s", desk.username, exc)
             await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=str(exc).encode()[:120])
         finally:
+            keeper.cancel()
             await self.center.desk_disconnected(desk)
         return ws
+
+    async def _keep_session_seen(self, session: WebSession, ws: web.WebSocketResponse) -> None:
+        """An open desk is an agent at work: its session stays seen while it is open (it does not
+        idle out), and the desk closes once the session has ended (a logout elsewhere, its lifetime)."""
+        while not ws.closed:
+            await asyncio.sleep(self.sessions.touch_interval_s)
+            if self.sessions.get(session.token) is None:
+                # Said in a message: a close code given here can lose the race with aiohttp's own close.
+                await ws.send_json({"type": "signed_out"})  # the page goes to the login
+                await ws.close(message=b"signed out")
 
     async def _desk_command(self, desk: AgentDesk, message: dict[str, Any]) -> None:
         kind, name = message["type"], desk.username
@@ -459,7 +529,10 @@ class VoicebotServer:
         window_s = self._window_s(request)
         kpis = compute_kpis(self.storage, time.time() - window_s, self.config.languages)
         encode, content_type = choose_encoder(request.headers.get("Accept", ""))
-        body = encode(KpiCollector(kpis, self.center.snapshot(), window_s, protocol_failures))
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(KpiCollector(kpis, self.center.snapshot(), window_s, protocol_failures))
+        registry.register(self.loop_lag)
+        body = encode(registry)
         return web.Response(body=body, headers={"Content-Type": content_type})
 
     async def reload(self, request: web.Request) -> web.Response:

@@ -3,20 +3,23 @@ back-off and roles."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import secrets
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from voicebot.storage import AgentAccount
+from voicebot.storage import AgentAccount, Storage, WebSessionRow
 
 ROLES = ("agent", "supervisor", "admin")
 ROLE_RANK = {role: rank for rank, role in enumerate(ROLES)}
 SESSION_COOKIE = "voicebot_session"
-SESSION_TTL_S = 12 * 3600
+# A session's last-seen time is written at most this often (it counts for the idle timeout): a page
+# that polls does not write the database on every request.
+TOUCH_INTERVAL_S = 60.0
 
 
 def hash_password(password: str, salt: bytes) -> bytes:
@@ -73,43 +76,79 @@ def verify_password(account: AgentAccount, password: str) -> bool:
     return check_password(account, password)
 
 
+def token_hash(token: str) -> str:
+    """What storage keeps of a session token: its SHA-256 (the token is 32 random bytes, so a plain
+    hash cannot be reversed by guessing). Cookie bytes that are not UTF-8 hash like any others."""
+    return hashlib.sha256(token.encode("utf-8", "surrogateescape")).hexdigest()
+
+
 @dataclass(frozen=True)
 class WebSession:
-    token: str
+    token: str  # the cookie's value: only the browser holds it, storage keeps its hash
     username: str
     role: str
-    csrf_token: str
     expires_at: float
+
+    @property
+    def csrf_token(self) -> str:
+        """Derived from the session token, so it is stored nowhere, cannot be made from the database's
+        hash, and ends with the session."""
+        key = self.token.encode("utf-8", "surrogateescape")
+        return hmac.new(key, b"csrf", hashlib.sha256).hexdigest()
 
     def has_role(self, minimum: str) -> bool:
         return ROLE_RANK[self.role] >= ROLE_RANK[minimum]
 
 
 class SessionStore:
-    """Live web sessions, in memory: a restart logs everyone out (their desks reconnect to log in)."""
+    """Web sessions in storage, so that a restart signs nobody out. A session ends at logout, when it
+    has not been seen for ``idle_timeout_s``, or ``lifetime_s`` after the login, whichever comes first;
+    ended and expired ones are deleted (``purge`` deletes those nobody came back for)."""
 
-    def __init__(self) -> None:
-        self._sessions: dict[str, WebSession] = {}
+    def __init__(
+        self,
+        storage: Storage,
+        idle_timeout_s: float,
+        lifetime_s: float,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.storage = storage
+        self.idle_timeout_s = idle_timeout_s
+        self.lifetime_s = lifetime_s
+        self.touch_interval_s = min(TOUCH_INTERVAL_S, idle_timeout_s / 4)  # seen well within the idle time
+        self.clock = clock
 
     def create(self, account: AgentAccount) -> WebSession:
-        session = WebSession(
-            secrets.token_urlsafe(32),
-            account.username,
-            account.role,
-            secrets.token_urlsafe(32),
-            time.time() + SESSION_TTL_S,
+        self.purge()
+        token, now = secrets.token_urlsafe(32), self.clock()
+        expires_at = now + self.lifetime_s
+        self.storage.save_web_session(
+            WebSessionRow(token_hash(token), account.username, account.role, now, now, expires_at)
         )
-        self._sessions[session.token] = session
-        return session
+        return WebSession(token, account.username, account.role, expires_at)
 
     def get(self, token: str | None) -> WebSession | None:
-        session = self._sessions.get(token or "")
-        if session is None or session.expires_at < time.time():
+        """The live session of a cookie's token, marked as seen now; None when there is none."""
+        if not token:
             return None
-        return session
+        now, key = self.clock(), token_hash(token)
+        row = self.storage.get_web_session(key)
+        if row is None:
+            return None
+        if now >= row.expires_at or now - row.last_seen_at >= self.idle_timeout_s:
+            self.storage.end_web_session(key)
+            return None
+        if now - row.last_seen_at >= self.touch_interval_s:
+            self.storage.touch_web_session(key, now)
+        return WebSession(token, row.username, row.role, row.expires_at)
 
     def end(self, token: str) -> None:
-        self._sessions.pop(token, None)
+        self.storage.end_web_session(token_hash(token))
+
+    def purge(self) -> int:
+        """Deletes the expired sessions; returns how many."""
+        now = self.clock()
+        return self.storage.purge_web_sessions(now, now - self.idle_timeout_s)
 
 
 @dataclass
@@ -171,3 +210,39 @@ class LoginLimiter:
         pair = self._pair(address, username)
         if self._pairs.pop(pair, None):
             self._all = deque(entry for entry in self._all if entry[1] != pair)
+
+
+def same_secret(given: str, expected: str) -> bool:
+    """Constant-time comparison that also takes non-ASCII input (``compare_digest`` on str raises) and
+    header bytes that are not UTF-8 (aiohttp hands them over as surrogate escapes)."""
+    return hmac.compare_digest(
+        given.encode("utf-8", "surrogateescape"), expected.encode("utf-8", "surrogateescape")
+    )
+
+
+class SignedTokens:
+    """Short-lived tokens that need no state: ``EXPIRES.SIGNATURE``, the expiry (Unix seconds) signed
+    with HMAC-SHA256 under a key only this server holds, for one ``purpose``."""
+
+    VALID, EXPIRED, BAD = "valid", "expired", "bad"
+
+    def __init__(self, key: str, purpose: str) -> None:
+        self._key = key.encode()
+        self.purpose = purpose
+
+    def issue(self, ttl_s: float, now: float) -> str:
+        expires = str(int(now + ttl_s))
+        return f"{expires}.{self._signature(expires)}"
+
+    def check(self, token: str, now: float) -> str:
+        """VALID, EXPIRED (signed by us, but too late) or BAD (anything else)."""
+        expires, _, signature = token.partition(".")
+        if not (expires.isascii() and expires.isdigit() and len(expires) <= 12):
+            return self.BAD
+        if not same_secret(signature, self._signature(expires)):
+            return self.BAD
+        return self.VALID if int(expires) > now else self.EXPIRED
+
+    def _signature(self, expires: str) -> str:
+        mac = hmac.new(self._key, f"{self.purpose}:{expires}".encode(), hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(mac).rstrip(b"=").decode()

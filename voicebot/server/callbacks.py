@@ -76,6 +76,9 @@ class CallbackLeg:
     def started(self, call_id: str, caller_id: str, language: str, at: float) -> None:
         """Never called: a callback has no bot session."""
 
+    def event(self, event: CallEvent) -> None:
+        """Never called: a callback has no bot session."""
+
     def handoff(self, record: HandoffRecord) -> None:
         """Never called: a callback has no bot session."""
 

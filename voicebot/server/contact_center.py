@@ -14,7 +14,8 @@ from aiohttp import web
 from voicebot.call import SILENCE
 from voicebot.handoff.queue import Acd, Offer, QueuedCall
 from voicebot.handoff.record import HandoffRecord
-from voicebot.storage import DispositionRow, Storage
+from voicebot.handoff.redact import redact_typed_text
+from voicebot.storage import DispositionRow, PendingWrapUp, Storage
 
 log = logging.getLogger("voicebot.server")
 DISPOSITIONS = ("resolved", "follow_up", "transferred")
@@ -54,8 +55,12 @@ class AgentDesk:
 
 @dataclass
 class Talk:
-    call: QueuedCall
-    caller: CallerLink
+    """An agent's answered call, from the accept until the disposition is in (wrap-up from
+    ``ended_at``); stored as a :class:`PendingWrapUp` too, so that a dropped desk or a restart finds it."""
+
+    call_id: str
+    pop: dict[str, Any] | None  # the screen pop (the handoff record), shown again when the desk reconnects
+    caller: CallerLink | None  # None: restored after a restart, the call long over
     started_at: float
     ended_at: float | None = None
 
@@ -73,10 +78,23 @@ class ContactCenter:
     # ----- lifecycle -----------------------------------------------------------------------------
 
     def start(self) -> None:
-        closed = self.storage.close_waiting_entries(time.time())
-        if closed:
-            log.info("closed %d queue entries left open by the previous run", closed)
+        """After the records a stopped run left open were closed (``RecordKeeper.start``)."""
+        self._restore_wrap_ups(time.time())
         self._task = asyncio.create_task(self._dispatch_forever())
+
+    def _restore_wrap_ups(self, now: float) -> None:
+        """The talks the previous run left without a disposition: each agent finds theirs in wrap-up
+        when their desk connects. One still on when it stopped ended with its call (the call's
+        recorded end) or, where that is unknown, at this start."""
+        for pending in self.storage.pending_wrap_ups():
+            ended_at = pending.talk_ended_at
+            if ended_at is None:
+                call = self.storage.get_call(pending.call_id)
+                ended_at = call.ended_at if call is not None and call.ended_at is not None else now
+            pop = self.storage.get_handoff(pending.call_id)
+            self.talks[pending.agent] = Talk(pending.call_id, pop, None, pending.talk_started_at)
+            self._talk_ended(pending.agent, ended_at)
+            log.info("agent %s has the wrap-up of call %s to finish", pending.agent, pending.call_id)
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -137,7 +155,7 @@ class ContactCenter:
     async def caller_hung_up(self, call_id: str) -> None:
         """The caller hung up while talking to an agent: the agent goes to wrap-up."""
         for agent, talk in list(self.talks.items()):
-            if talk.call.call_id == call_id and talk.ended_at is None:
+            if talk.call_id == call_id and talk.ended_at is None:
                 self._end_talk(agent)
                 await self._send_to(agent, {"type": "call_ended", "by": "caller"})
                 await self._send_state(agent)
@@ -147,23 +165,29 @@ class ContactCenter:
     async def desk_connected(self, desk: AgentDesk) -> None:
         previous = self.desks.get(desk.username)
         if previous is not None:
+            await previous.send({"type": "signed_in_elsewhere"})  # that page stops reconnecting
             await previous.ws.close(message=b"signed in elsewhere")
         self.desks[desk.username] = desk
         # The seat gets the account's skills: the languages the agent speaks and the queues served.
         account = self.storage.get_agent(desk.username)
-        if account is not None:
-            self.acd.login(desk.username, time.time(), account.languages, account.queues)
-        else:
-            self.acd.login(desk.username, time.time())
+        skills = (account.languages, account.queues) if account is not None else ()
+        seat = self.acd.login(desk.username, time.time(), *skills)
+        talk = self.talks.get(desk.username)
+        if talk is not None and talk.ended_at is not None:
+            # Back from a dropped desk or a restart: the wrap-up resumes, and no call is offered to
+            # the agent until it is submitted.
+            seat.state, seat.since, seat.call_id = "wrap_up", talk.ended_at, talk.call_id
         await self._send_state(desk.username)
 
     async def desk_disconnected(self, desk: AgentDesk) -> None:
         if self.desks.get(desk.username) is not desk:
             return  # replaced by a newer connection
+        talk = self.talks.get(desk.username)
+        if talk is not None and talk.ended_at is None and talk.caller is not None:
+            talk.caller.agent_hung_up()  # the agent is gone from the call: it ends, its wrap-up waits
+            self._end_talk(desk.username)
         del self.desks[desk.username]
-        talk = self.talks.pop(desk.username, None)  # a wrap-up left open is lost with the desk
-        if talk is not None and talk.ended_at is None:
-            talk.caller.agent_hung_up()
+        # The seat goes; a wrap-up left open stays (stored) for when the desk reconnects.
         self.acd.logout(desk.username, time.time())
 
     def talking(self, username: str) -> bool:
@@ -180,14 +204,15 @@ class ContactCenter:
         call = self.acd.accept(username, call_id, now)
         caller = self.callers.pop(call_id)
         self.storage.queue_left(call.entry_id, "answered", now, agent=username)
-        self.talks[username] = Talk(call, caller, started_at=now)
+        self.talks[username] = Talk(call_id, call.record.to_dict(), caller, started_at=now)
+        self.storage.save_pending_wrap_up(PendingWrapUp(username, call_id, now, None))
         caller.connect_agent(self.desks[username])
         await self._send_to(username, {"type": "connected", "call_id": call_id})
         await self._send_state(username)
 
     async def agent_hangup(self, username: str) -> None:
         talk = self.talks.get(username)
-        if talk is None or talk.ended_at is not None:
+        if talk is None or talk.ended_at is not None or talk.caller is None:
             raise ValueError(f"agent {username} is not on a call")
         talk.caller.agent_hung_up()
         self._end_talk(username)
@@ -202,9 +227,16 @@ class ContactCenter:
             raise ValueError(f"disposition must be one of {', '.join(DISPOSITIONS)}")
         now = time.time()
         del self.talks[username]
+        # One row per call; the pending wrap-up is closed with it (a second submit finds no talk).
         self.storage.save_disposition(
             DispositionRow(
-                talk.call.call_id, username, disposition, notes[:2000], talk.started_at, talk.ended_at, now
+                talk.call_id,
+                username,
+                disposition,
+                redact_typed_text(notes[:2000]),
+                talk.started_at,
+                talk.ended_at,
+                now,
             )
         )
         self.acd.record_handle_time(now - talk.started_at)
@@ -213,13 +245,28 @@ class ContactCenter:
         await self.dispatch()
 
     def _end_talk(self, username: str) -> None:
-        self.talks[username].ended_at = time.time()
-        self.acd.end_talk(username, time.time())
+        now = time.time()
+        self._talk_ended(username, now)
+        self.acd.end_talk(username, now)
+
+    def _talk_ended(self, username: str, at: float) -> None:
+        """The talk's end, kept in storage: its wrap-up starts then."""
+        talk = self.talks[username]
+        talk.ended_at = at
+        self.storage.save_pending_wrap_up(PendingWrapUp(username, talk.call_id, talk.started_at, at))
 
     async def _send_state(self, username: str) -> None:
+        """The seat's state; in wrap-up with what the desk needs to show it again (after a reconnect
+        or a reload of the page): the screen pop and the talk's times (its end: the wrap-up's start)."""
         seat = self.acd.agents.get(username)
-        if seat is not None:
-            await self._send_to(username, {"type": "state", "state": seat.state, "call_id": seat.call_id})
+        if seat is None:
+            return
+        message: dict[str, Any] = {"type": "state", "state": seat.state, "call_id": seat.call_id}
+        talk = self.talks.get(username)
+        if seat.state == "wrap_up" and talk is not None:
+            times = {"talk_started_at": talk.started_at, "talk_ended_at": talk.ended_at}
+            message["wrap_up"] = {"pop": talk.pop, **times}
+        await self._send_to(username, message)
 
     async def _send_to(self, username: str, message: dict[str, Any]) -> None:
         desk = self.desks.get(username)

@@ -68,6 +68,9 @@ class TransferLeg(ABC):
     def started(self, call_id: str, caller_id: str, language: str, at: float) -> None:
         self.fallback.started(call_id, caller_id, language, at)
 
+    def event(self, event: CallEvent) -> None:
+        self.fallback.event(event)
+
     def handoff(self, record: HandoffRecord) -> None:
         self.fallback.handoff(record)
 

@@ -1,6 +1,8 @@
 """Contact-centre figures over a time window, with the definitions used (see docs/server.md).
 
 - containment: bot sessions ended without a transfer / bot sessions
+- interrupted: bot sessions cut by a server crash or kill (closed as ``interrupted`` at the next
+  start, when the server was last known alive); every session's outcome is counted in ``outcomes``
 - transfer rate by reason: escalations with that reason / bot sessions
 - ASA: total queue wait of answered calls / answered calls
 - average wait: total queue wait of all calls that left the queue / those calls
@@ -8,7 +10,8 @@
 - average time to abandon: total wait of abandoned calls / abandoned calls
 - service level (20 s): answered within 20 s / (answered + abandoned)
 - AHT: (talk + wrap-up) / handled calls;  FCR: dispositions 'resolved' / dispositions
-- bot turn latency: caller's end of speech -> first bot audio, p50 / p95
+- speech turn latency: the caller's last speech frame reaching the server -> the answer's first audio
+  frame leaving it, p50 / p95 (answers to keys are not speech turns: left out)
 
 A call is a connection that sent valid audio or a key; the others (garbage) are not in these figures
 but in /metrics' ``voicebot_protocol_failures_total{line, reason}``.
@@ -66,10 +69,13 @@ def _figures(
     ended = {c.call_id for c in calls}
     reasons = Counter(reason for call_id, reason in escalations if call_id in ended)
     bot_sessions = len(calls)
+    outcomes = Counter(c.outcome for c in calls)  # every outcome, so none is silently left out
     return {
         "calls": bot_sessions,
-        "contained": sum(c.outcome == "contained" for c in calls),
-        "containment_rate": _ratio(sum(c.outcome == "contained" for c in calls), bot_sessions),
+        "outcomes": dict(outcomes),
+        "interrupted": outcomes["interrupted"],
+        "contained": outcomes["contained"],
+        "containment_rate": _ratio(outcomes["contained"], bot_sessions),
         "transfers": sum(reasons.values()),
         "transfer_rate": _ratio(sum(reasons.values()), bot_sessions),
         "transfers_by_reason": dict(reasons),
@@ -146,6 +152,7 @@ def erlang_c_forecast(arrivals: int, window_s: float, aht_s: float, agents: int)
 # Gauges over the window: the key in compute_kpis' figures (also the metric's name) and its help.
 WINDOW_GAUGES = (
     ("calls", "bot sessions ended in the window"),
+    ("interrupted", "bot sessions cut by a server crash or kill, closed at the next start"),
     ("containment_rate", "bot sessions ended without transfer / bot sessions"),
     ("answered", "queued calls answered by an agent"),
     ("abandoned", "queued calls abandoned by the caller"),
@@ -155,13 +162,14 @@ WINDOW_GAUGES = (
     ("service_level_20s", "answered within 20 s / (answered + abandoned)"),
     ("aht_s", "average handle time (talk + wrap-up), seconds"),
     ("fcr", "first-contact resolution from dispositions"),
-    ("turn_latency_p50_ms", "bot turn latency median, ms"),
-    ("turn_latency_p95_ms", "bot turn latency 95th percentile, ms"),
+    ("turn_latency_p50_ms", "speech turn latency median (last speech frame in -> answer out), ms"),
+    ("turn_latency_p95_ms", "speech turn latency 95th percentile, ms"),
 )
 # The same figures by the calls' language, as voicebot_<key>_by_language{language, window}: the
 # label's values are the served languages (and "other"), so the series stay few.
 LANGUAGE_GAUGES = (
     ("calls", "bot sessions ended in the window, by the call's language"),
+    ("interrupted", "bot sessions cut by a server crash or kill, by language"),
     ("containment_rate", "bot sessions ended without transfer / bot sessions, by language"),
     ("transfers", "escalations to an agent, by language"),
     ("transfer_rate", "escalations / bot sessions, by language"),
@@ -197,6 +205,12 @@ class KpiCollector(Collector):
         for key, help_text in WINDOW_GAUGES:
             if self.kpis[key] is not None:
                 yield self._gauge(key, help_text, ["window"], [([self.window], self.kpis[key])])
+        yield self._gauge(
+            "calls_by_outcome",
+            "bot sessions ended in the window by outcome (interrupted: cut by a server crash or kill)",
+            ["window", "outcome"],
+            [([self.window, outcome], n) for outcome, n in sorted(self.kpis.get("outcomes", {}).items())],
+        )
         transfers = sorted(self.kpis["transfers_by_reason"].items())
         yield self._gauge(
             "transfers",
@@ -213,8 +227,9 @@ class KpiCollector(Collector):
         yield from self._by_language()
         failures = CounterMetricFamily(
             "voicebot_protocol_failures",
-            "connections that broke their line's protocol or ended before any valid audio or key "
-            "(those are not calls), since the server started, by line and reason",
+            "connections that were refused (origin, token, caps), broke their line's protocol or "
+            "ended before any valid audio or key (those are not calls), since the server started, "
+            "by line and reason",
             labels=["line", "reason"],
         )
         every = {(line, reason): 0 for line in LINES for reason in FAILURE_REASONS} | dict(self.failures)

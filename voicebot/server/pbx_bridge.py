@@ -36,6 +36,9 @@ class PbxSide:
     def started(self, call_id: str, caller_id: str, language: str, at: float) -> None:
         """Never called: the PBX's side has no bot session."""
 
+    def event(self, event: CallEvent) -> None:
+        """Never called: the PBX's side has no bot session."""
+
     def handoff(self, record: HandoffRecord) -> None:
         """Never called: the PBX's side has no bot session."""
 

@@ -1,13 +1,16 @@
-"""Durable storage for the contact centre: calls, traces, handoffs, queue entries, agents, dispositions
-and callbacks. :class:`Storage` is the interface; :class:`SqliteStorage` the implementation."""
+"""Durable storage for the contact centre: calls, traces, handoffs, queue entries, agents, dispositions,
+callbacks, pending wrap-ups and web sessions. :class:`Storage` is the interface; :class:`SqliteStorage`
+the implementation."""
 
 from voicebot.storage.base import (
     AgentAccount,
     CallbackRequest,
     CallRow,
     DispositionRow,
+    PendingWrapUp,
     QueueEntryRow,
     Storage,
+    WebSessionRow,
 )
 from voicebot.storage.sqlite import SCHEMA_VERSION, SqliteStorage
 
@@ -17,7 +20,9 @@ __all__ = [
     "CallRow",
     "CallbackRequest",
     "DispositionRow",
+    "PendingWrapUp",
     "QueueEntryRow",
     "SqliteStorage",
     "Storage",
+    "WebSessionRow",
 ]

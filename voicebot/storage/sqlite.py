@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections import deque
 from pathlib import Path
 from typing import Any
 
 from voicebot.events import CallEvent, TtsFirstAudio
 from voicebot.handoff.record import HandoffRecord
-from voicebot.storage.base import AgentAccount, CallbackRequest, CallRow, DispositionRow, QueueEntryRow
+from voicebot.storage.base import (
+    AgentAccount,
+    CallbackRequest,
+    CallRow,
+    DispositionRow,
+    PendingWrapUp,
+    QueueEntryRow,
+    WebSessionRow,
+)
 
 # Each entry moves the schema one version up; never edit a released entry, append a new one.
 MIGRATIONS: tuple[str, ...] = (
@@ -62,6 +71,24 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE agents ADD COLUMN queues TEXT NOT NULL DEFAULT '[]';
     ALTER TABLE agents ADD COLUMN ui_language TEXT NOT NULL DEFAULT 'en';
     """,
+    # Web sessions that outlive a restart (the SHA-256 of each token, never the token), and each
+    # agent's answered call until its disposition is in (a dropped desk or a restart finds it again).
+    """
+    CREATE TABLE web_sessions (
+        token_hash TEXT PRIMARY KEY, username TEXT NOT NULL, created_at REAL NOT NULL,
+        last_seen_at REAL NOT NULL, expires_at REAL NOT NULL
+    );
+    CREATE TABLE pending_wrap_ups (
+        agent TEXT PRIMARY KEY, call_id TEXT NOT NULL, talk_started_at REAL NOT NULL, talk_ended_at REAL
+    );
+    """,
+    # The server's alive mark (one row, rewritten every flush): after a crash the next start closes
+    # the calls and queue entries left open at that time, so the downtime is neither talk nor wait.
+    # The index finds those calls without reading every call.
+    """
+    CREATE TABLE server_alive (id INTEGER PRIMARY KEY CHECK (id = 1), at REAL NOT NULL);
+    CREATE INDEX calls_open ON calls (ended_at) WHERE ended_at IS NULL;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -75,6 +102,9 @@ class SqliteStorage:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")  # durable across process crashes in WAL mode
         self._db.execute("PRAGMA foreign_keys=ON")
+        # Live calls' trace events not written yet, with each one's wall-clock offset: appended from
+        # any thread (the stages emit from worker threads), written by flush_trace_events on the loop.
+        self._trace_buffer: deque[tuple[CallEvent, float]] = deque()
         self._migrate()
 
     @property
@@ -121,13 +151,32 @@ class SqliteStorage:
 
     def add_trace_events(self, events: list[CallEvent], wall_offset: float) -> None:
         """``wall_offset`` turns the events' monotonic ``t`` into wall-clock time."""
+        self._write_trace([(event, wall_offset) for event in events])
+
+    def buffer_trace_event(self, event: CallEvent, wall_offset: float) -> None:
+        """Keeps an event of a call in progress for the next :meth:`flush_trace_events` (any thread)."""
+        self._trace_buffer.append((event, wall_offset))
+
+    def flush_trace_events(self) -> int:
+        """Writes the buffered events in one transaction; returns how many. A failed write puts
+        them back, in order, for the next flush (only this thread takes from the buffer)."""
+        batch = [self._trace_buffer.popleft() for _ in range(len(self._trace_buffer))]
+        if batch:
+            try:
+                self._write_trace(batch)
+            except sqlite3.Error:
+                self._trace_buffer.extendleft(reversed(batch))
+                raise
+        return len(batch)
+
+    def _write_trace(self, events: list[tuple[CallEvent, float]]) -> None:
         with self._db:
             self._db.execute("BEGIN")
             self._db.executemany(
                 "INSERT INTO trace_events (call_id, type, at, audio_ms, data) VALUES (?, ?, ?, ?, ?)",
                 [
-                    (e.call_id, e.type, e.t + wall_offset, e.audio_ms, json.dumps(e.to_dict(), default=str))
-                    for e in events
+                    (e.call_id, e.type, e.t + offset, e.audio_ms, json.dumps(e.to_dict(), default=str))
+                    for e, offset in events
                 ],
             )
 
@@ -145,6 +194,31 @@ class SqliteStorage:
     def escalations_since(self, since: float) -> list[tuple[str, str]]:
         rows = self._db.execute("SELECT call_id, reason FROM handoffs WHERE created_at >= ?", (since,))
         return [(row["call_id"], row["reason"]) for row in rows]
+
+    # ----- crash recovery ------------------------------------------------------------------------
+
+    def mark_alive(self, at: float) -> None:
+        self._db.execute("INSERT OR REPLACE INTO server_alive (id, at) VALUES (1, ?)", (at,))
+
+    def last_alive(self) -> float | None:
+        row = self._db.execute("SELECT at FROM server_alive WHERE id = 1").fetchone()
+        return None if row is None else float(row["at"])
+
+    def close_cut_calls(self, alive_at: float | None, reason: str) -> int:
+        """Closes the calls a crash left without an end as ``interrupted``: they ended when the
+        server was last known alive, or at the last thing stored of them if later (a call that
+        started after the last mark: its start, last event or entry into the queue, which
+        :meth:`close_waiting_entries` closes no earlier); their handoffs, callbacks and dispositions
+        stay."""
+        cursor = self._db.execute(
+            "UPDATE calls SET outcome = 'interrupted', end_reason = ?, ended_at = MAX("
+            " started_at, COALESCE(?, started_at),"
+            " COALESCE((SELECT MAX(at) FROM trace_events t WHERE t.call_id = calls.call_id), started_at),"
+            " COALESCE((SELECT MAX(entered_at) FROM queue_entries q WHERE q.call_id = calls.call_id),"
+            " started_at)) WHERE ended_at IS NULL",
+            (reason, alive_at),
+        )
+        return cursor.rowcount
 
     # ----- handoffs ------------------------------------------------------------------------------
 
@@ -180,9 +254,12 @@ class SqliteStorage:
         return [QueueEntryRow(**row) for row in rows]
 
     def close_waiting_entries(self, at: float) -> int:
-        """After a restart nobody is still waiting on a dead connection: close what was left open."""
+        """After a restart nobody is still waiting on a dead connection: close what was left open at
+        ``at`` (the server's last alive mark), or when it entered if that was later."""
         cursor = self._db.execute(
-            "UPDATE queue_entries SET left_at = ?, result = 'dropped' WHERE result = 'waiting'", (at,)
+            "UPDATE queue_entries SET left_at = MAX(entered_at, ?), result = 'dropped'"
+            " WHERE result = 'waiting'",
+            (at,),
         )
         return cursor.rowcount
 
@@ -209,18 +286,62 @@ class SqliteStorage:
 
     # ----- wrap-up -------------------------------------------------------------------------------
 
-    def save_disposition(self, row: DispositionRow) -> None:
+    def save_pending_wrap_up(self, row: PendingWrapUp) -> None:
         self._db.execute(
-            "INSERT OR REPLACE INTO dispositions VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (
-                row.call_id, row.agent, row.disposition, row.notes,
-                row.talk_started_at, row.talk_ended_at, row.wrapup_ended_at,
-            ),
-        )  # fmt: skip
+            "INSERT OR REPLACE INTO pending_wrap_ups VALUES (?, ?, ?, ?)",
+            (row.agent, row.call_id, row.talk_started_at, row.talk_ended_at),
+        )
+
+    def pending_wrap_ups(self) -> list[PendingWrapUp]:
+        return [PendingWrapUp(**row) for row in self._db.execute("SELECT * FROM pending_wrap_ups")]
+
+    def save_disposition(self, row: DispositionRow) -> None:
+        """Stores the disposition and closes the agent's pending wrap-up of that call, together."""
+        with self._db:
+            self._db.execute("BEGIN")
+            self._db.execute(
+                "INSERT OR REPLACE INTO dispositions VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    row.call_id, row.agent, row.disposition, row.notes,
+                    row.talk_started_at, row.talk_ended_at, row.wrapup_ended_at,
+                ),
+            )  # fmt: skip
+            self._db.execute(
+                "DELETE FROM pending_wrap_ups WHERE agent = ? AND call_id = ?", (row.agent, row.call_id)
+            )
 
     def dispositions_since(self, since: float) -> list[DispositionRow]:
         rows = self._db.execute("SELECT * FROM dispositions WHERE talk_started_at >= ?", (since,))
         return [DispositionRow(**row) for row in rows]
+
+    # ----- web sessions --------------------------------------------------------------------------
+
+    def save_web_session(self, row: WebSessionRow) -> None:
+        self._db.execute(
+            "INSERT INTO web_sessions VALUES (?, ?, ?, ?, ?)",
+            (row.token_hash, row.username, row.created_at, row.last_seen_at, row.expires_at),
+        )
+
+    def get_web_session(self, token_hash: str) -> WebSessionRow | None:
+        """The session with the account's role now; none once the account is gone."""
+        row = self._db.execute(
+            "SELECT s.*, a.role FROM web_sessions s JOIN agents a USING (username) WHERE token_hash = ?",
+            (token_hash,),
+        ).fetchone()
+        return WebSessionRow(**row) if row else None
+
+    def touch_web_session(self, token_hash: str, at: float) -> None:
+        self._db.execute("UPDATE web_sessions SET last_seen_at = ? WHERE token_hash = ?", (at, token_hash))
+
+    def end_web_session(self, token_hash: str) -> None:
+        self._db.execute("DELETE FROM web_sessions WHERE token_hash = ?", (token_hash,))
+
+    def purge_web_sessions(self, now: float, idle_since: float) -> int:
+        """Deletes the sessions past their absolute expiry or not seen since ``idle_since``."""
+        cursor = self._db.execute(
+            "DELETE FROM web_sessions WHERE expires_at <= ? OR last_seen_at <= ?", (now, idle_since)
+        )
+        return cursor.rowcount
 
     # ----- callbacks -----------------------------------------------------------------------------
 

@@ -152,7 +152,7 @@ class AudioSocketCall(LiveCall):
     async def read(self) -> None:
         while (message := await read_message(self.reader)) is not None:
             if message.kind == AUDIO:
-                self.inbound.extend(self.narrowband.to_call(message.payload))
+                self.receive(self.narrowband.to_call(message.payload))
                 self.heard()  # its UUID and then audio: a call
             elif message.kind == DTMF:
                 self.keys.append(chr(message.payload[0]))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import random
 import struct
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from voicebot.audio.codecs import alaw_decode, alaw_encode, ulaw_decode, ulaw_encode
 
@@ -18,6 +19,7 @@ SAMPLES_PER_FRAME = 160  # 20 ms at 8 kHz
 MAX_PAYLOAD_BYTES = 1500
 DTMF_EVENT_KEYS = "0123456789*#"  # RFC 4733 events 0-11; A-D and others are not keypad keys here
 SEQ_MODULO = 1 << 16
+Payload = TypeVar("Payload")  # what a jitter buffer holds per packet (the SIP call: audio and arrival)
 
 DECODERS = {"PCMU": ulaw_decode, "PCMA": alaw_decode}
 ENCODERS = {"PCMU": ulaw_encode, "PCMA": alaw_encode}
@@ -97,7 +99,7 @@ def _ahead(sequence: int, of: int) -> int:
     return diff - SEQ_MODULO if diff >= SEQ_MODULO // 2 else diff
 
 
-class JitterBuffer:
+class JitterBuffer(Generic[Payload]):
     """Puts one stream's payloads back in order and releases one per 20 ms tick.
 
     Playout starts once ``depth`` packets are buffered, so a packet overtaken by up to ``depth - 1``
@@ -113,15 +115,19 @@ class JitterBuffer:
         self.depth = depth
         self.capacity = capacity
         self.resync = resync
-        self._packets: dict[int, bytes] = {}
+        self._packets: dict[int, Payload] = {}
         self._next: int | None = None  # sequence number to play next; None: prefilling
         self._played: int | None = None
-        self._last: bytes | None = None  # the last payload played, for one concealment copy
+        self._last: Payload | None = None  # the last payload played, for one concealment copy
         self.lost = 0
         self.late = 0
         self.skipped = 0  # dropped to catch up when playout fell behind (the buffer overflowed)
 
-    def push(self, sequence: int, payload: bytes) -> None:
+    def __len__(self) -> int:
+        """Packets waiting to be played."""
+        return len(self._packets)
+
+    def push(self, sequence: int, payload: Payload) -> None:
         if self._played is not None:
             ahead = _ahead(sequence, self._played)
             if ahead > self.resync:
@@ -139,7 +145,7 @@ class JitterBuffer:
                 self.skipped += 1
             self._next = self._oldest()
 
-    def pop(self) -> bytes | None:
+    def pop(self) -> Payload | None:
         """The next payload in order, a concealment copy of the last one, or None (nothing to play)."""
         if self._next is None:
             if len(self._packets) < self.depth:

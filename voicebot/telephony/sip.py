@@ -348,6 +348,9 @@ class SipUserAgent:
             self._respond(request, wire, 405, "Method Not Allowed", extra={"Allow": ALLOW})
 
     def _invite(self, request: Request, wire: Wire, branch: str) -> None:
+        # Parsed here, where a malformed header drops the message (see received), not later in the
+        # task that answers it.
+        request.contact, request.record_route, request.from_address, request.to_address  # noqa: B018
         settings = self.settings
         if len(self.dialogs) + len(self._pending) >= settings.max_dialogs or not self._invites.take():
             self._respond(request, wire, 503, "Service Unavailable", extra={"Retry-After": "5"})

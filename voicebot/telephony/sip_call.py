@@ -12,15 +12,15 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 
 from voicebot.audio import FRAME_MS
-from voicebot.call import SILENCE
 from voicebot.engines import Engines
 from voicebot.handoff.record import HandoffRecord
 from voicebot.telephony.narrowband import LINE_FRAME_BYTES, Narrowband
 from voicebot.telephony.rtp import DECODERS, ENCODERS, JitterBuffer, RtpPacket, RtpSender, TelephoneEvents
 from voicebot.telephony.sip import Dialog, IncomingCall, SipUserAgent
-from voicebot.transports.line import CallOwner, HangUp, LiveCall
+from voicebot.transports.line import MAX_BUFFERED_FRAMES, CallOwner, HangUp, LiveCall
 
 log = logging.getLogger("voicebot.sip")
 LINE_SILENCE = bytes(LINE_FRAME_BYTES)
@@ -96,7 +96,9 @@ class SipCall(LiveCall):
         self._decode, self._encode = DECODERS[name], ENCODERS[name]
         self._payload_type = pt
         self._sender = RtpSender(pt)
-        self._jitter = JitterBuffer()
+        # Each payload with when it arrived; it holds as much as the other lines' buffers, so a
+        # server that fell behind catches up on the caller's audio rather than drop it.
+        self._jitter: JitterBuffer[tuple[bytes, float]] = JitterBuffer(capacity=MAX_BUFFERED_FRAMES)
         event_pt = self.dialog.telephone_event_pt
         self._events = TelephoneEvents(event_pt) if event_pt is not None else None
         self._audio = Narrowband()
@@ -125,7 +127,7 @@ class SipCall(LiveCall):
     def _packet(self, packet: RtpPacket) -> None:
         self._quiet_ms = 0
         if packet.payload_type == self._payload_type:
-            self._jitter.push(packet.sequence, packet.payload)
+            self._jitter.push(packet.sequence, (packet.payload, time.monotonic()))
             self.heard()  # answered, and the caller's RTP came: a call
         elif self._events is not None and packet.payload_type == self._events.payload_type:
             key = self._events.key(packet)
@@ -136,15 +138,24 @@ class SipCall(LiveCall):
         self._held = held
         self._quiet_ms = 0
 
-    def caller_frame(self) -> bytes:
-        payload = self._jitter.pop()
-        self.inbound.extend(self._audio.to_call(self._decode(payload) if payload else LINE_SILENCE))
+    def caller_frame(self) -> tuple[bytes, float] | None:
+        payload, arrived = self._jitter.pop() or (b"", time.monotonic())
+        self.receive(self._audio.to_call(self._decode(payload) if payload else LINE_SILENCE), arrived)
         self._quiet_ms += FRAME_MS
         if not self._held and self._quiet_ms >= self._no_rtp_limit_ms:
             log.warning("SIP call %s: no RTP for %d ms; hanging up", self.dialog.call_id[:40], self._quiet_ms)
             self.end_reason = "no_rtp"
             self.caller_gone = True
-        return self.inbound.popleft() if self.inbound else SILENCE
+        return super().caller_frame()
+
+    @property
+    def waiting(self) -> int:
+        """Frames not taken yet, and packets beyond the jitter buffer's depth (held back on purpose)."""
+        return len(self.inbound) + max(0, len(self._jitter) - self._jitter.depth)
+
+    def skipped(self, frames: int) -> None:
+        for _ in range(frames):  # the RTP timestamps say how long nothing came: a gap, not late packets
+            self._sender.skip()
 
     async def send_frame(self, frame: bytes) -> None:
         line = self._audio.to_line(frame)

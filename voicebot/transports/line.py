@@ -6,6 +6,13 @@ out every 20 ms of wall time, the bot until it escalates, then the call's :class
 contact centre: queue, hold, agent), and the records when either side hangs up. A subclass only
 says how its wire carries audio, keys, control messages and the hang-up.
 
+The caller's audio is the clock the call keeps up with, not the server's missed wall time. When
+the server falls behind (a slow step, a busy event loop), the bot frames it owes are not sent late
+(the caller has heard that gap; frames sent for it would only wait in the caller's player as
+delay), and the caller frames that piled up meanwhile go into the call at once, without a frame out
+for each, so the bot hears the caller as soon as it can again: see :meth:`LiveCall._catch_up`.
+Each caller frame keeps when it arrived, for the turn latency (:class:`~voicebot.call.CallSession`).
+
 A connection becomes a call (its row in storage, counted in the figures) only once the caller has
 sent valid audio or a key (:meth:`LiveCall.heard`): the owner's ``started`` comes then, with the time
 the call started. A connection that breaks its protocol, or ends before sending anything valid, is
@@ -19,6 +26,7 @@ import logging
 import time
 from abc import ABC, abstractmethod
 from collections import Counter, deque
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
@@ -32,10 +40,20 @@ log = logging.getLogger("voicebot.media")
 MAX_BUFFERED_FRAMES = 25  # 0.5 s jitter buffer; a caller sending faster than real time loses the oldest
 MAX_BUFFERED_KEYS = 32
 FRAME_S = FRAME_MS / 1000
+# A stall longer than this is a gap the caller has heard: the frames owed for it are not sent (a
+# gateway's jitter buffer absorbs a shorter one, which is caught up on at once).
+MAX_OWED_FRAMES = 3
+# Caller frames that waited through this many ticks, the queue never running below them, are a lag
+# (the server fell behind), not a burst: a caller may send 200 ms at once (the media WebSocket's 10
+# frames, AudioSocket's 200 ms), which empties within 10 ticks. A lag is taken down to CAUGHT_UP_FRAMES.
+STANDING_QUEUE_TICKS = 10
+CAUGHT_UP_FRAMES = 1
 # Why a connection failed, a bounded set (a metric's label values): nothing or a close before the
 # start (or call UUID), something else first, a start that is not valid, a malformed or unexpected
 # message, malformed audio, a peer that stopped reading, and a connection that ended before it sent
-# any valid audio or key (no protocol broken, but not a call either).
+# any valid audio or key (no protocol broken, but not a call either). Then connections refused before
+# they were let in (voicebot/server/media_door.py): an Origin not allowed, no token, a wrong or expired
+# token, an address not trusted without a token, too many connections in all or from one address.
 FAILURE_REASONS = (
     "no_start",
     "before_start",
@@ -44,6 +62,13 @@ FAILURE_REASONS = (
     "bad_audio",
     "stalled",
     "no_media",
+    "foreign_origin",
+    "no_token",
+    "bad_token",
+    "expired_token",
+    "address_not_allowed",
+    "over_capacity",
+    "address_over_capacity",
     "other",
 )
 # Failed connections since the process started, by (line, reason): /metrics shows them as a counter.
@@ -86,6 +111,10 @@ class CallOwner(Protocol):
         """The connection is a call: the caller sent valid audio or a key (or the bot escalated).
         ``at`` is when it started (its start message: the greeting played from then)."""
 
+    def event(self, event: CallEvent) -> None:
+        """One of the bot's events as it happens, from any thread (stages emit from worker threads):
+        the records write the trace during the call, so a server that dies mid-call keeps it."""
+
     def handoff(self, record: HandoffRecord) -> None:
         """The bot escalated; the transfer prompt is about to play (the caller may hang up during it)."""
 
@@ -108,7 +137,8 @@ class LiveCall(ABC):
         self.engines = engines
         self.owner = owner
         self.session: CallSession | None = None
-        self.inbound: deque[bytes] = deque(maxlen=MAX_BUFFERED_FRAMES)
+        # The caller's frames not taken yet, each with when it arrived (time.monotonic()).
+        self.inbound: deque[tuple[bytes, float]] = deque(maxlen=MAX_BUFFERED_FRAMES)
         self.keys: deque[str] = deque(maxlen=MAX_BUFFERED_KEYS)
         self.caller_gone = False
         self.violation: str | None = None
@@ -117,6 +147,9 @@ class LiveCall(ABC):
         self.is_call = False  # the caller sent valid audio or a key: the owner keeps its records
         self._opening: tuple[str, str, float] = ("", "", 0.0)  # caller id, language, start time
         self._outbox: deque[dict[str, Any]] = deque()  # control messages to send before the next frame
+        # The fewest caller frames waiting at a tick, over the ticks watched so far (see _catch_up).
+        self._least_waiting = MAX_BUFFERED_FRAMES
+        self._watched_ticks = 0
 
     # ----- what a transport provides ---------------------------------------------------------------
 
@@ -126,7 +159,7 @@ class LiveCall(ABC):
 
     @abstractmethod
     async def read(self) -> None:
-        """Fills :attr:`inbound` and :attr:`keys` until the caller's side closes."""
+        """Fills :attr:`inbound` (by :meth:`receive`) and :attr:`keys` until the caller's side closes."""
 
     @abstractmethod
     async def send_frame(self, frame: bytes) -> None:
@@ -143,9 +176,23 @@ class LiveCall(ABC):
     async def close(self) -> None:
         """Releases the connection, whoever ended the call (always called, once)."""
 
-    def caller_frame(self) -> bytes:
-        """The caller's next 20 ms, once per tick (silence when nothing came)."""
-        return self.inbound.popleft() if self.inbound else SILENCE
+    def receive(self, frames: Iterable[bytes], arrived: float | None = None) -> None:
+        """The caller's audio from the wire, in the call's frames, and when it arrived (now)."""
+        at = time.monotonic() if arrived is None else arrived
+        self.inbound.extend((frame, at) for frame in frames)
+
+    def caller_frame(self) -> tuple[bytes, float] | None:
+        """The caller's next 20 ms and when it arrived; None when nothing came."""
+        return self.inbound.popleft() if self.inbound else None
+
+    @property
+    def waiting(self) -> int:
+        """Caller frames received and not taken yet (beyond any the line holds back on purpose)."""
+        return len(self.inbound)
+
+    def skipped(self, frames: int) -> None:  # noqa: B027 (optional)
+        """The server fell behind: nothing was sent for this many frames (a wire with timestamps
+        moves them on)."""
 
     @property
     def line_closed(self) -> bool:
@@ -153,7 +200,9 @@ class LiveCall(ABC):
         return False
 
     def on_event(self, event: CallEvent) -> None:
-        """The bot's events as they happen: by default, a barge-in clears what is buffered."""
+        """The bot's events as they happen: to the owner's records; a barge-in also clears what is
+        buffered."""
+        self.owner.event(event)
         if isinstance(event, BargeIn):
             self.send({"type": "clear"})
 
@@ -230,15 +279,20 @@ class LiveCall(ABC):
         self.caller_gone = True
 
     async def _pace(self) -> None:
-        """One frame in, one frame out every 20 ms of wall time, until either side hangs up."""
+        """One frame out every 20 ms of wall time, and the caller's next frame in with it, until
+        either side hangs up (see the module's docstring for a server that falls behind)."""
         loop = asyncio.get_running_loop()
         next_tick = loop.time()
         while not self.caller_gone:
-            frame = self.caller_frame()
+            self._catch_up()
+            frame, arrived = self.caller_frame() or (SILENCE, time.monotonic())
             key = self.keys.popleft() if self.keys else None
             if key is not None:
                 self.heard()
-            out = await (self.owner.step(frame, key) if self._escalated else self._bot_step(frame, key))
+            if self._escalated:
+                out = await self.owner.step(frame, key)
+            else:
+                out = await self._bot_step(frame, key, arrived)
             if self.caller_gone or self.line_closed:
                 return
             while self._outbox:
@@ -249,15 +303,41 @@ class LiveCall(ABC):
                 return
             await self.send_frame(out)
             next_tick += FRAME_S
-            delay = next_tick - loop.time()
-            if delay < -0.2:
-                next_tick = loop.time()  # fell far behind (a slow turn): resume, don't burst
-            await asyncio.sleep(max(0.0, delay))
+            owed = int((loop.time() - next_tick) / FRAME_S)
+            if owed > MAX_OWED_FRAMES:  # held up: the caller heard the gap, their audio piled up
+                next_tick += owed * FRAME_S
+                self.skipped(owed)
+                self._watch_queue(STANDING_QUEUE_TICKS - 1)  # judged at the next tick: no need to wait
+            await asyncio.sleep(max(0.0, next_tick - loop.time()))
 
-    async def _bot_step(self, frame: bytes, key: str | None) -> bytes | HangUp:
+    def _catch_up(self) -> None:
+        """Takes at once the caller frames the call fell behind on: those that waited through
+        STANDING_QUEUE_TICKS ticks (or a stall), all but CAUGHT_UP_FRAMES. The bot hears them with no
+        frame out for each (:meth:`CallSession.catch_up`): its audio goes on where it stopped. Once
+        the owner serves the call they are dropped instead, as a jitter buffer does: a person hears
+        them, and late audio would only delay the rest."""
+        self._least_waiting = min(self._least_waiting, self.waiting)
+        self._watched_ticks += 1
+        if self._watched_ticks < STANDING_QUEUE_TICKS:
+            return
+        lagging = self._least_waiting - CAUGHT_UP_FRAMES
+        self._watch_queue()
+        for _ in range(lagging):
+            taken = self.caller_frame()
+            if taken is None:
+                return
+            if self.session is not None and not self._escalated:
+                self.session.catch_up(*taken)
+
+    def _watch_queue(self, watched_ticks: int = 0) -> None:
+        """Starts watching the caller's queue afresh, as if ``watched_ticks`` had found it full."""
+        self._least_waiting = MAX_BUFFERED_FRAMES
+        self._watched_ticks = watched_ticks
+
+    async def _bot_step(self, frame: bytes, key: str | None, arrived: float) -> bytes | HangUp:
         session = self.session
         assert session is not None
-        out = await session.step(frame, key)
+        out = await session.step(frame, key, arrived=arrived)
         if not session.ended:
             return out
         if session.outcome == "escalated" and session.handoff is not None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import math
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -342,7 +343,9 @@ async def run_mic_call(
                     if session.ended:
                         break
                     heard = suppressor.process(raw, _slot(captured_at)) if suppressor is not None else raw
-                    bot = await session.step(heard, key if key in DTMF_KEYS else None)
+                    dtmf = key if key in DTMF_KEYS else None
+                    # A live line: the frame came now (the turn latency is timed in wall time).
+                    bot = await session.step(heard, dtmf, arrived=time.monotonic())
                     playback.write(bot)
                     gated = suppressor is not None and suppressor.last_gated
                     frame = MicFrame(raw, heard, bot, gated, dbfs(frame_rms(raw)))

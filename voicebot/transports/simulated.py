@@ -95,7 +95,8 @@ async def run_simulated_call(
                     key, key_wait_ms = keys.popleft(), 0
             else:
                 playing = False
-        bot_frame = await session.step(caller_frame, key)
+        # Paced, the caller's frame comes now, in real time: the turn latency is timed in wall time.
+        bot_frame = await session.step(caller_frame, key, arrived=time.monotonic() if paced else None)
         call.caller_audio += caller_frame
         call.bot_audio += bot_frame
         if session.bot_speaking:

@@ -18,6 +18,7 @@ import json
 from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
+from aiohttp.http_websocket import WebSocketError, WebSocketReader, WSParserState
 
 from voicebot.audio import DTMF_KEYS, FRAME_BYTES
 from voicebot.audio.codecs import split_frames
@@ -47,6 +48,37 @@ def audio_frames(data: bytes) -> list[bytes]:
             "bad_audio",
         )
     return split_frames(data)
+
+
+class FrameCappedReader(WebSocketReader):
+    """Refuses a frame as soon as its header announces more than the largest message allowed.
+
+    aiohttp 3.9 (the newest that Rasa 3.6 allows) checks a message's size only once the whole frame
+    is in memory: one 32 MB frame cost 67 MB that the process never returned. Here at most one read
+    from the socket is buffered beyond the limit."""
+
+    def parse_frame(self, buf: bytes) -> list[tuple[bool, int | None, bytearray, bool | None]]:
+        frames = super().parse_frame(buf)
+        if self._state is not WSParserState.READ_HEADER and self._max_msg_size:
+            announced = len(self._frame_payload) + self._payload_length
+            if announced >= self._max_msg_size:
+                raise WebSocketError(
+                    WSCloseCode.MESSAGE_TOO_BIG,
+                    f"frame of {announced} bytes, the limit is {self._max_msg_size - 1}",
+                )
+        return frames
+
+
+class CappedWebSocketResponse(web.WebSocketResponse):
+    """A WebSocket whose frames are refused by their announced size (see :class:`FrameCappedReader`)."""
+
+    def _post_start(self, request: web.BaseRequest, protocol: str, writer: Any) -> None:
+        super()._post_start(request, protocol, writer)
+        parser = request.protocol._payload_parser
+        # aiohttp 3.9 builds its reader here with no hook to choose the class; the subclass adds no
+        # state, so the reader (and anything it parsed already) carries on as the capped one.
+        if type(parser) is WebSocketReader:
+            parser.__class__ = FrameCappedReader
 
 
 class MediaCall(LiveCall):
@@ -86,7 +118,7 @@ class MediaCall(LiveCall):
     async def read(self) -> None:
         async for msg in self.ws:
             if msg.type == WSMsgType.BINARY:
-                self.inbound.extend(audio_frames(msg.data))
+                self.receive(audio_frames(msg.data))
                 self.heard()
             elif msg.type == WSMsgType.TEXT:
                 self._control(parse_control(msg.data))

@@ -3,7 +3,8 @@ import { PcmAudio } from "/static/phone-audio.js";
 
 const csrf = document.querySelector("meta[name=csrf-token]").content;
 const $ = (id) => document.getElementById(id);
-const desk = { state: "connecting", offer: null, messages: [], audio: null };
+const desk = { state: "connecting", offer: null, wrapUp: null, messages: [], audio: null, connections: 0 };
+desk.staysClosed = false; // true once the server said this page is done: the desk is open elsewhere
 window.desk = desk; // for the browser tests
 
 // The labels in the agent's UI language (English where it has none), the served languages' names
@@ -31,10 +32,43 @@ function callerText(element, text, language) {
   return element;
 }
 
+// The desk's WebSocket, opened again after it drops (a network blip, a server restart) with
+// back-off: the server then sends the seat's state, a wrap-up left open with its screen pop. What
+// ends the desk for good comes as a message (signed_in_elsewhere, signed_out), not a close code.
 const scheme = location.protocol === "https:" ? "wss" : "ws";
-const ws = new WebSocket(`${scheme}://${location.host}/agent/ws`);
-ws.binaryType = "arraybuffer";
-const send = (message) => ws.send(JSON.stringify(message));
+const RETRY_FIRST_MS = 1000;
+const RETRY_MOST_MS = 30000;
+let ws = null;
+let retries = 0;
+const send = (message) => { if (ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(message)); };
+const signIn = () => { location.href = "/login?next=/agent"; };
+
+function connect() {
+  ws = new WebSocket(`${scheme}://${location.host}/agent/ws`);
+  ws.binaryType = "arraybuffer";
+  ws.onopen = () => { retries = 0; desk.connections += 1; };
+  ws.onmessage = receive;
+  ws.onclose = closed;
+}
+
+function closed() {
+  desk.state = "disconnected";
+  $("state").textContent = label("state_disconnected");
+  if (desk.staysClosed) return;
+  // Doubling, up to 30 s, with jitter: desks dropped together (a restart) do not all return at once.
+  const delay = Math.min(RETRY_MOST_MS, RETRY_FIRST_MS * 2 ** retries) * (0.5 + Math.random() / 2);
+  retries += 1;
+  setTimeout(reconnect, delay);
+}
+
+async function reconnect() {
+  // A session that ended meanwhile gets the login page, not endless attempts (the socket would be
+  // refused without saying why); a server still down fails the fetch and the socket both.
+  const page = await fetch("/agent", { redirect: "manual", cache: "no-store" }).catch(() => null);
+  if (page && page.type === "opaqueredirect") { signIn(); return; }
+  $("state").textContent = label("state_reconnecting");
+  connect();
+}
 
 function rows(table, header, pairs, language) {
   // Cells given as [text] are the caller's words (their direction and language), others plain.
@@ -64,14 +98,37 @@ function transcriptLine(line, language) {
   return item;
 }
 
-function showOffer(message) {
-  const pop = message.pop;
-  desk.offer = message;
-  const language = pop.language;
-  const waited = label("waited").replace("{seconds}", message.waited_s);
+function showQueue(queue, ...details) {
   const queueName = document.createElement("bdi");  // a queue's name keeps its own direction
-  queueName.textContent = message.queue;
-  $("offer-queue").replaceChildren("(", queueName, `, ${waited})`);
+  queueName.textContent = queue;
+  $("offer-queue").replaceChildren("(", queueName, ...details.map((detail) => `, ${detail}`), ")");
+}
+
+function showOffer(message) {
+  desk.offer = message;
+  showQueue(message.queue, label("waited").replace("{seconds}", message.waited_s));
+  showPop(message.pop);
+  $("accept").classList.remove("hidden");
+  $("hangup").classList.add("hidden");
+}
+
+function showWrapUp(wrapUp) {
+  // The call just ended, or the desk came back to an unfinished wrap-up: its pop and talk times.
+  desk.wrapUp = wrapUp;
+  const time = (seconds) => new Date(seconds * 1000).toLocaleTimeString(texts.ui_language);
+  $("wrapup-times").textContent = label("talk_times")
+    .replaceAll("{start}", time(wrapUp.talk_started_at))
+    .replaceAll("{end}", time(wrapUp.talk_ended_at))
+    .replaceAll("{seconds}", Math.round(wrapUp.talk_ended_at - wrapUp.talk_started_at));
+  if (!wrapUp.pop) return;  // a call without a stored handoff record: its id and times only
+  showQueue(wrapUp.pop.queue);
+  showPop(wrapUp.pop);
+  $("accept").classList.add("hidden");
+  $("hangup").classList.add("hidden");
+}
+
+function showPop(pop) {
+  const language = pop.language;
   $("pop-reason").textContent = pop.reason;
   const spoken = $("pop-language");  // the caller's language by its own name: "Español"
   spoken.textContent = languageInfo(language).name;
@@ -87,8 +144,6 @@ function showOffer(message) {
   $("pop-path").textContent = pop.menu_path.join(" > ");
   $("pop-transcript").replaceChildren(...pop.transcript.map((line) => transcriptLine(line, language)));
   $("offer").classList.remove("hidden");
-  $("accept").classList.remove("hidden");
-  $("hangup").classList.add("hidden");
 }
 
 async function accept() {
@@ -100,7 +155,7 @@ async function accept() {
   send({ type: "accept", call_id: desk.offer.call_id });
 }
 
-ws.onmessage = (event) => {
+function receive(event) {
   if (typeof event.data !== "string") { if (desk.audio) desk.audio.play(event.data); return; }
   const message = JSON.parse(event.data);
   desk.messages.push(message);
@@ -111,13 +166,16 @@ ws.onmessage = (event) => {
     desk.state = message.state;
     $("state").textContent = label(`state_${message.state}`);
     $("wrapup").classList.toggle("hidden", message.state !== "wrap_up");
+    if (message.wrap_up) showWrapUp(message.wrap_up); else desk.wrapUp = null;
     if (message.state === "ready" || message.state === "not_ready") $("offer").classList.add("hidden");
   } else if (message.type === "offer") showOffer(message);
   else if (message.type === "offer_withdrawn") $("offer").classList.add("hidden");
   else if (message.type === "connected") { $("accept").classList.add("hidden"); $("hangup").classList.remove("hidden"); }
   else if (message.type === "call_ended") $("hangup").classList.add("hidden");
-};
-ws.onclose = () => { desk.state = "disconnected"; $("state").textContent = label("state_disconnected"); };
+  else if (message.type === "signed_in_elsewhere") desk.staysClosed = true;
+  else if (message.type === "signed_out") { desk.staysClosed = true; signIn(); }
+}
+connect();
 
 $("ready").onclick = () => send({ type: "ready" });
 $("not-ready").onclick = () => send({ type: "not_ready" });

@@ -42,6 +42,7 @@ async function refresh() {
     ["ASA", sec(k.asa_s)], ["Average wait", sec(k.average_wait_s)], ["Abandonment rate", pct(k.abandonment_rate)],
     ["Avg time to abandon", sec(k.average_time_to_abandon_s)], ["Service level 20 s", pct(k.service_level_20s)],
     ["AHT", sec(k.aht_s)], ["FCR", pct(k.fcr)], ["Callbacks", k.callbacks],
+    ["Interrupted", k.interrupted],
     ["Erlang C ASA (now)", sec(data.forecast.asa_s)], ["Erlang C SL 20 s (now)", pct(data.forecast.service_level_20s)],
   ];
   $("kpis").replaceChildren(...tiles.map(([label, value]) => {
@@ -53,11 +54,11 @@ async function refresh() {
   const count = (v) => (v === null || v === undefined ? "–" : String(v));
   table($("by-language"),
     ["Language", "Calls", "Containment", "Transfer rate", "Answered", "Abandoned", "ASA", "Avg wait",
-     "Abandon rate", "SL 20 s", "AHT", "Callbacks"],
+     "Abandon rate", "SL 20 s", "AHT", "Callbacks", "Interrupted"],
     Object.entries(k.by_language || {}).map(([code, f]) => [
       languageName(code), count(f.calls), pct(f.containment_rate), pct(f.transfer_rate),
       count(f.answered), count(f.abandoned), sec(f.asa_s), sec(f.average_wait_s), pct(f.abandonment_rate),
-      pct(f.service_level_20s), sec(f.aht_s), count(f.callbacks)]));
+      pct(f.service_level_20s), sec(f.aht_s), count(f.callbacks), count(f.interrupted)]));
   for (const row of $("by-language").querySelectorAll("tr")) {
     const code = Object.keys(k.by_language || {})[row.rowIndex - 1];
     if (code) row.dataset.language = code;

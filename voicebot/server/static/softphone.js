@@ -11,6 +11,23 @@ const preferred = (navigator.language || "").split("-")[0];
 if ([...languageChoice.options].some((option) => option.value === preferred)) languageChoice.value = preferred;
 const phone = { audio: null, ws: null, messages: [], state: "idle" };
 window.phone = phone; // for the browser tests
+// The media socket takes this page's token (templates/softphone.html), good for ttlS seconds from
+// when the page was served; a page open longer fetches a fresh one (a minute spare for clock drift).
+const tokenElement = document.getElementById("media-token");
+const mediaToken = {
+  value: tokenElement.dataset.token,
+  ttlS: Number(tokenElement.dataset.ttlS),
+  since: performance.now(),
+};
+
+async function currentToken() {
+  if (performance.now() - mediaToken.since < (mediaToken.ttlS - 60) * 1000) return mediaToken.value;
+  const response = await fetch("/media/token", { cache: "no-store" });
+  if (!response.ok) throw new Error(`no media token (${response.status})`);
+  const fresh = await response.json();
+  Object.assign(mediaToken, { value: fresh.token, ttlS: fresh.ttl_s, since: performance.now() });
+  return mediaToken.value;
+}
 
 function note(text) {
   const item = document.createElement("li");
@@ -33,13 +50,24 @@ function show(message) {
 
 async function call() {
   callButton.disabled = true;
+  let token;
+  try {
+    token = await currentToken();
+  } catch (error) {
+    status.textContent = "Could not connect: please reload the page";
+    note(String(error));
+    callButton.disabled = false;
+    return;
+  }
   phone.audio = new PcmAudio();
   await phone.audio.start();
   const scheme = location.protocol === "https:" ? "wss" : "ws";
-  const ws = new WebSocket(`${scheme}://${location.host}/media`);
+  const ws = new WebSocket(`${scheme}://${location.host}/media?token=${encodeURIComponent(token)}`);
   ws.binaryType = "arraybuffer";
   phone.ws = ws;
+  let opened = false;
   ws.onopen = () => {
+    opened = true;
     ws.send(JSON.stringify({ type: "start", caller_id: "web-softphone", language: languageChoice.value }));
     phone.audio.onFrame = (frame) => { if (ws.readyState === WebSocket.OPEN) ws.send(frame); };
     hangupButton.disabled = false;
@@ -49,6 +77,7 @@ async function call() {
     else phone.audio.play(event.data);
   };
   ws.onclose = () => {
+    if (!opened) status.textContent = "Could not connect: please try again, or reload the page";
     phone.state = "ended";
     phone.audio.stop();
     callButton.disabled = false;
