@@ -4,9 +4,10 @@
 then mutated control messages and audio of odd sizes until one breaks the protocol), the agent
 WebSocket (a logged-in desk sending mutated commands), the SIP port (mutated OPTIONS and INVITE
 datagrams, and random bytes) and the AudioSocket port (mutated frames after a call UUID). Meanwhile
-a caller on the media WebSocket has a whole conversation with the bot. Printed as JSON and a table,
-and kept in reports/fuzz.json: messages sent per protocol, tracebacks in the server's log (target
-0), the good call's turns answered (target all) and whether the server stayed up.
+callers on the media WebSocket have whole conversations with the bot, one after another. Printed
+as JSON and a table, and kept in reports/fuzz.json: messages sent per protocol, connections the
+server refused or closed, tracebacks in its log (target 0), the good calls' turns answered
+(target all) and whether the server stayed up.
 
 ``make test`` runs a bounded version (tests/test_fuzz.py).
 """
@@ -21,6 +22,8 @@ import re
 import signal
 import struct
 import sys
+import time
+import urllib.request
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -28,7 +31,8 @@ from typing import Any
 
 import aiohttp
 from bench_latency import REPORTS, caller_scripts
-from bench_serve_caller import GatewayCall, ServerProcess, gateway_call
+from bench_serve_caller import CallerLine, GatewayCall, ServerProcess, gateway_call
+from prometheus_client.parser import text_string_to_metric_families
 from tabulate import tabulate
 
 from voicebot.audio import FRAME_BYTES
@@ -227,31 +231,61 @@ def excerpt(log: str, at: int) -> str:
 # ----- the run -----------------------------------------------------------------------------------------
 
 
+async def good_calls(
+    session: aiohttp.ClientSession, url: str, script: list[CallerLine], fuzzing: asyncio.Task[Any]
+) -> list[GatewayCall]:
+    """Whole conversations with the bot, one after another, for as long as the fuzzing lasts."""
+    calls: list[GatewayCall] = []
+    while not calls or not fuzzing.done():
+        calls.append(await gateway_call(session, url, len(calls), script))
+    return calls
+
+
+def failures_by_line(port: int) -> dict[str, float]:
+    """``voicebot_protocol_failures_total`` summed by line: what the server counted and refused."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    by_line: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "voicebot_protocol_failures_total":
+                by_line[sample.labels["line"]] = by_line.get(sample.labels["line"], 0.0) + sample.value
+    return by_line
+
+
 async def fuzz(server: ServerProcess, args: argparse.Namespace) -> dict[str, Any]:
     rng = random.Random(args.seed)
     http = f"http://127.0.0.1:{server.port}"
     sip_port, audiosocket_port = telephone_ports(server)
     script = caller_scripts(server.server_config, "espeak")[0]
+    started = time.monotonic()
     async with aiohttp.ClientSession() as session:
-        good = asyncio.create_task(gateway_call(session, server.url, 0, script))
-        counts = await asyncio.gather(
-            fuzz_media(session, server.url, random.Random(rng.random()), args.messages),
-            fuzz_agent(http, random.Random(rng.random()), args.messages),
-            fuzz_sip(sip_port, random.Random(rng.random()), args.messages),
-            fuzz_audiosocket(audiosocket_port, random.Random(rng.random()), args.messages),
+        fuzzing = asyncio.ensure_future(
+            asyncio.gather(
+                fuzz_media(session, server.url, random.Random(rng.random()), args.messages),
+                fuzz_agent(http, random.Random(rng.random()), args.messages),
+                fuzz_sip(sip_port, random.Random(rng.random()), args.messages),
+                fuzz_audiosocket(audiosocket_port, random.Random(rng.random()), args.messages),
+            )
         )
-        call: GatewayCall = await good
+        calls = await good_calls(session, server.url, script, fuzzing)
+        counts = await fuzzing
+        fuzz_s = time.monotonic() - started
     log = server.log_path.read_text(errors="replace")
+    turns = [t for c in calls for t in c.turns]
     return {
         "messages_per_protocol": dict(zip(("media", "agent", "sip", "audiosocket"), counts, strict=True)),
+        "fuzz_s": round(fuzz_s),
+        "refused_by_line": await asyncio.to_thread(failures_by_line, server.port),
         "tracebacks": log.count(TRACEBACK),
         # The line before each and its last lines (where it was raised), to fix what it found.
         "traceback_excerpts": [excerpt(log, at) for at in _find_all(log, TRACEBACK)][:5],
-        "good_call_error": call.error,
-        "good_call_turns": len(call.turns),
-        "good_call_turns_answered": sum(t.heard_t is not None for t in call.turns),
-        "good_call_heard_bot": call.sound_frames > 0,
-        "good_call_hangup": call.hangup,
+        "good_calls": len(calls),
+        "good_call_errors": [c.error for c in calls if c.error],
+        "good_calls_without_bot_audio": sum(c.sound_frames == 0 for c in calls),
+        "good_call_turns": len(turns),
+        "good_call_turns_answered": sum(t.heard_t is not None for t in turns),
+        "good_call_outcomes": sorted({str((c.hangup or {}).get("outcome")) for c in calls}),
         "server_up": server.exit_code is None,
     }
 
@@ -284,9 +318,12 @@ def print_table(report: dict[str, Any]) -> None:
     rows = [[protocol, count] for protocol, count in report["messages_per_protocol"].items()]
     print(tabulate(rows, headers=["protocol", "generated messages"]))
     summary = [
+        ("seconds of fuzzing", report["fuzz_s"]),
+        ("connections refused or closed, by line", report["refused_by_line"]),
         ("tracebacks in the server log (target 0)", report["tracebacks"]),
-        ("good call: turns answered", f"{report['good_call_turns_answered']} / {report['good_call_turns']}"),
-        ("good call: heard the bot", report["good_call_heard_bot"]),
+        ("good calls meanwhile (failed)", f"{report['good_calls']} ({len(report['good_call_errors'])})"),
+        ("good calls: turns answered", f"{report['good_call_turns_answered']} / {report['good_call_turns']}"),
+        ("good calls without bot audio (target 0)", report["good_calls_without_bot_audio"]),
         ("server still up", report["server_up"]),
     ]
     print(tabulate(summary, headers=["fuzz", "measured"]))

@@ -44,7 +44,8 @@ def test_fuzz_on_every_port_leaves_no_traceback_and_the_good_call_untouched(tmp_
     report = run_script("fuzz_protocols.py", tmp_path / "fuzz.json", "--messages", "300", "--seed", "7")
     assert set(report["messages_per_protocol"].values()) == {300}
     assert report["tracebacks"] == 0, report["traceback_excerpts"]
-    assert report["good_call_error"] == "" and report["good_call_heard_bot"]
-    assert report["good_call_turns"] > 0
+    assert report["good_calls"] >= 1 and report["good_call_errors"] == []
+    assert report["good_calls_without_bot_audio"] == 0 and report["good_call_turns"] > 0
     assert report["good_call_turns_answered"] == report["good_call_turns"]
+    assert report["refused_by_line"]["media"] > 0  # the garbage was seen, and counted
     assert report["server_up"] and report["server_exit_code"] == 0

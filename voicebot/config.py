@@ -182,6 +182,9 @@ class ServerConfig(Settings):
     # login in any case; sessions are stored, so a restart signs nobody out.
     session_idle_timeout_s: Seconds = 1800.0
     session_lifetime_s: Seconds = 12 * 3600.0
+    # Calls (with their traces, handoffs, notes) are deleted this many days after they ended, except
+    # one whose callback or wrap-up is still to be done; None keeps them until `voicebot calls forget`.
+    call_retention_days: confloat(gt=0.0) | None = None
 
     @validator("media_origins", each_item=True)
     def _origin_is_scheme_and_host(cls, origin: str) -> str:

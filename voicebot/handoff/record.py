@@ -88,3 +88,16 @@ class CallStore:
 
     def load_handoff(self, call_id: str) -> dict[str, Any]:
         return json.loads((self.root / "handoffs" / f"{call_id}.json").read_text(encoding="utf-8"))
+
+    def forget_caller(self, caller_id: str) -> int:
+        """Deletes the handoff records of ``caller_id``'s calls; returns how many."""
+        forgotten = 0
+        for path in sorted((self.root / "handoffs").glob("*.json")):
+            try:
+                record = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue  # not one of ours, or being replaced: left as it is
+            if isinstance(record, dict) and record.get("caller_id") == caller_id:
+                path.unlink(missing_ok=True)
+                forgotten += 1
+        return forgotten

@@ -129,7 +129,11 @@ class VoicebotServer:
         self.engines = engines
         self.settings = settings
         self.storage: Storage = storage or SqliteStorage(storage_path(self.config))
-        self.records = RecordKeeper(self.storage)  # calls' traces as they happen; crash recovery
+        retention = settings.call_retention_days
+        # Calls' traces as they happen, crash recovery, retention.
+        self.records = RecordKeeper(
+            self.storage, retention_s=None if retention is None else retention * 86400
+        )
         self.center = ContactCenter(self.storage, settings.offer_timeout_s)
         self.sessions = SessionStore(
             self.storage, settings.session_idle_timeout_s, settings.session_lifetime_s

@@ -16,6 +16,7 @@ from voicebot.storage import Storage
 
 log = logging.getLogger("voicebot.server")
 FLUSH_INTERVAL_S = 0.5  # a crash loses at most about this much of a live call's trace
+RETENTION_INTERVAL_S = 3600.0  # how often calls past their retention are looked for (and at start)
 CUT_CALL_REASON = "server_restart"  # the end reason of a call a crash cut (outcome ``interrupted``)
 
 
@@ -95,10 +96,14 @@ class RecordKeeper:
     server runs, every ``interval_s`` it writes the live calls' buffered trace events, then the alive
     mark, from the event loop (the one thread that uses the storage connection)."""
 
-    def __init__(self, storage: Storage, interval_s: float = FLUSH_INTERVAL_S) -> None:
+    def __init__(
+        self, storage: Storage, interval_s: float = FLUSH_INTERVAL_S, retention_s: float | None = None
+    ) -> None:
         self.storage = storage
         self.interval_s = interval_s
+        self.retention_s = retention_s  # calls older than this are deleted (None: kept)
         self._task: asyncio.Task[None] | None = None
+        self._retention_done_at = 0.0
 
     def start(self) -> None:
         """Before the first call: recovery, then the flushes."""
@@ -124,7 +129,15 @@ class RecordKeeper:
 
     def flush(self) -> None:
         self.storage.flush_trace_events()
-        self.storage.mark_alive(time.time())
+        now = time.time()
+        self.storage.mark_alive(now)
+        if self.retention_s is not None and now - self._retention_done_at >= RETENTION_INTERVAL_S:
+            self._retention_done_at = now
+            deleted = self.storage.delete_calls_ended_before(now - self.retention_s)
+            if deleted:
+                log.info(
+                    "deleted %d calls that ended more than %.0f days ago", deleted, self.retention_s / 86400
+                )
 
     async def _flush_forever(self) -> None:
         while True:

@@ -71,6 +71,14 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     add.add_argument("--ui-language", default="en", help="the language of the desk's labels (default: en)")
     add.set_defaults(handler=cmd_agents_add)
 
+    calls = subparsers.add_parser("calls", help="the stored calls")
+    call_commands = calls.add_subparsers(dest="action", required=True)
+    forget = call_commands.add_parser(
+        "forget", help="delete everything kept about one caller's calls (a caller's request to be forgotten)"
+    )
+    forget.add_argument("caller_id", help="the caller id as stored (the number, as the line gave it)")
+    forget.set_defaults(handler=cmd_calls_forget)
+
     reload = subparsers.add_parser("reload", help="make a running server reload NLU model, flow and prompts")
     reload.add_argument(
         "--url", help="the running server (default: server.host and server.port in the settings)"
@@ -192,6 +200,26 @@ def cmd_agents_add(args: argparse.Namespace, config: Config) -> int:
     print(
         f"{args.role} {args.username} saved: speaks {', '.join(account.languages)}; serves {queues};"
         f" desk in {account.ui_language}"
+    )
+    return 0
+
+
+def cmd_calls_forget(args: argparse.Namespace, config: Config) -> int:
+    from voicebot.handoff.record import CallStore
+    from voicebot.server.app import storage_path
+    from voicebot.storage import SqliteStorage
+
+    # The server's store (a running server shares it safely: SQLite in WAL mode) and the JSON
+    # records of calls placed from the command line.
+    storage = SqliteStorage(storage_path(config))
+    try:
+        calls = storage.forget_caller(args.caller_id)
+    finally:
+        storage.close()
+    records = CallStore(config.path(config.data_dir) / "calls").forget_caller(args.caller_id)
+    print(
+        f"{args.caller_id}: deleted {calls} stored calls (trace, handoff, queue, disposition, callbacks)"
+        f" and {records} command-line handoff records; calls still on or in wrap-up are kept"
     )
     return 0
 

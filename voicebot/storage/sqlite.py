@@ -91,6 +91,16 @@ MIGRATIONS: tuple[str, ...] = (
     """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
+# Every table with rows about one call (by its call_id): what deleting a call deletes.
+CALL_TABLES = (
+    "trace_events",
+    "handoffs",
+    "queue_entries",
+    "dispositions",
+    "callbacks",
+    "pending_wrap_ups",
+    "calls",
+)
 
 
 class SqliteStorage:
@@ -102,6 +112,7 @@ class SqliteStorage:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")  # durable across process crashes in WAL mode
         self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.execute("PRAGMA secure_delete=ON")  # a deleted call's bytes are overwritten, not left
         # Live calls' trace events not written yet, with each one's wall-clock offset: appended from
         # any thread (the stages emit from worker threads), written by flush_trace_events on the loop.
         self._trace_buffer: deque[tuple[CallEvent, float]] = deque()
@@ -219,6 +230,47 @@ class SqliteStorage:
             (reason, alive_at),
         )
         return cursor.rowcount
+
+    # ----- deleting calls (retention, a caller's request) -------------------------------------------
+
+    def forget_caller(self, caller_id: str) -> int:
+        """Deletes every ended call of ``caller_id`` and all that is kept about it (trace, handoff,
+        queue entries, disposition and notes, callbacks); returns how many calls. A call still on,
+        or still in an agent's wrap-up, is left: its end or disposition would store it again."""
+        rows = self._db.execute(
+            "SELECT call_id FROM (SELECT call_id FROM calls WHERE caller_id = ? AND ended_at IS NOT NULL"
+            " UNION SELECT call_id FROM callbacks WHERE caller_id = ?)"
+            " WHERE call_id NOT IN (SELECT call_id FROM pending_wrap_ups)",
+            (caller_id, caller_id),
+        )
+        return self._delete_calls([row["call_id"] for row in rows])
+
+    def delete_calls_ended_before(self, at: float) -> int:
+        """Retention: deletes the calls that ended before ``at`` with all that is kept about them,
+        except a call whose callback is still to be made or whose wrap-up is still to be done."""
+        rows = self._db.execute(
+            "SELECT call_id FROM calls WHERE ended_at < ?"
+            " AND call_id NOT IN (SELECT call_id FROM callbacks WHERE status = 'pending')"
+            " AND call_id NOT IN (SELECT call_id FROM pending_wrap_ups)",
+            (at,),
+        )
+        return self._delete_calls([row["call_id"] for row in rows])
+
+    def _delete_calls(self, call_ids: list[str]) -> int:
+        if not call_ids:
+            return 0
+        with self._db:
+            self._db.execute("BEGIN")
+            self._db.execute("CREATE TEMP TABLE IF NOT EXISTS doomed (call_id TEXT PRIMARY KEY)")
+            self._db.execute("DELETE FROM doomed")
+            self._db.executemany("INSERT OR IGNORE INTO doomed VALUES (?)", [(c,) for c in call_ids])
+            for table in CALL_TABLES:
+                self._db.execute(f"DELETE FROM {table} WHERE call_id IN (SELECT call_id FROM doomed)")
+            self._db.execute("DELETE FROM doomed")
+        # secure_delete zeroed the pages in the database; the WAL still holds their old copies until
+        # they are checkpointed into it and the log is emptied.
+        self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return len(set(call_ids))
 
     # ----- handoffs ------------------------------------------------------------------------------
 
