@@ -12,12 +12,12 @@ import pytest
 import soundfile
 
 from voicebot.audio.wav import load_wav
-from voicebot.call import CallSession, Fault
+from voicebot.call import SILENCE, CallSession, Fault
 from voicebot.cli import main
 from voicebot.config import PROJECT_ROOT
 from voicebot.engines import Engines
 from voicebot.errors import DataFileError
-from voicebot.events import TraceWriter, read_trace
+from voicebot.events import Escalated, TraceWriter, TtsStarted, read_trace
 from voicebot.scenarios import load_scenario
 from voicebot.transports.simulated import CallerTurn, run_simulated_call
 from voicebot.tts.base import Synthesizer
@@ -107,6 +107,29 @@ def test_paced_and_unpaced_calls_behave_the_same(engines: Engines) -> None:
         return [(e.type, e.audio_ms) for e in session.events if e.type not in ("tts_first_audio",)]
 
     assert timeline(paced=False) == timeline(paced=True)
+
+
+def test_a_key_pressed_before_the_greeting_reaches_the_playout_cuts_it(engines: Engines) -> None:
+    """0 on the call's first frame, while the dialogue still prepares the greeting: the caller goes
+    to an agent at once and never hears the greeting (as a key during it would have stopped it)."""
+
+    async def scenario() -> CallSession:
+        session = CallSession(engines)
+        await session.start()
+        await session.step(SILENCE, "0")  # no await in between: the greeting is not delivered yet
+        for _ in range(1500):  # 30 s of audio clock at most: the transfer prompt, then the handoff
+            await session.settle()
+            await session.step(SILENCE)
+            if session.ended:
+                break
+        return session
+
+    session = asyncio.run(scenario())
+    started = [e.text for e in session.events if isinstance(e, TtsStarted)]
+    greeting = engines.flow.prompts(engines.config.language).prompts["greeting"].text
+    assert session.outcome == "escalated" and started, started
+    assert greeting not in started
+    assert any(isinstance(e, Escalated) for e in session.events)
 
 
 def test_wrong_frame_size_is_refused(engines: Engines) -> None:

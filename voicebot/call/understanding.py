@@ -18,7 +18,7 @@ from voicebot.call.faults import Fault, check_faults
 from voicebot.call.listener import CallerUtterance
 from voicebot.call.threads import DIALOGUE, run_in
 from voicebot.dialogue.flow import BACKCHANNEL_GRAMMAR, YES_NO_GRAMMAR, phrase_words
-from voicebot.dialogue.manager import DialogueManager, Output
+from voicebot.dialogue.manager import DialogueManager, Output, Say
 from voicebot.dialogue.policy import Decision, best_understood, decide
 from voicebot.events import AsrFinal, CallEvent, DtmfReceived, NluParsed, StageError
 from voicebot.nlu.base import NluEngine, NluResult
@@ -57,6 +57,11 @@ class Understanding:
         self._barge_in_heard = barge_in_heard
         self._barge_ins_to_judge = 0
         self._chain: asyncio.Task[None] | None = None
+        # Inputs are numbered as they come; the interruptible speech of those numbered below
+        # _cut_below is not delivered: a key came after them (see key).
+        self._submitted = 0
+        self._handling = 0  # the number of the input being handled
+        self._cut_below = 0
         # Speculative parses, by the language and the text parsed.
         self._guesses: dict[tuple[str, str], asyncio.Task[tuple[NluResult, float]]] = {}
 
@@ -88,6 +93,11 @@ class Understanding:
         self._submit(lambda: self._understand(utterance, turn, over_paused_prompt))
 
     def key(self, key: str, turn: int, accepted: bool) -> None:
+        if accepted:
+            # A key stops the bot's speech for good (the session stops what plays), including what
+            # earlier inputs are still to say: a caller who presses 0 during the greeting's first
+            # frames, before it reached the playout, must not hear the whole greeting first.
+            self._cut_below = self._submitted
         self._submit(lambda: self._key(key, turn, accepted))
 
     def no_input(self) -> None:
@@ -112,10 +122,13 @@ class Understanding:
 
     def _submit(self, work: Callable[[], Awaitable[None]]) -> None:
         previous = self._chain
+        number = self._submitted
+        self._submitted += 1
 
         async def after_previous() -> None:
             if previous is not None:
                 await asyncio.wait([previous])  # whatever became of it, this input still counts
+            self._handling = number
             try:
                 await work()
             except Exception as exc:  # a fault outside the stages (an event listener, say)
@@ -278,7 +291,7 @@ class Understanding:
             await self._fail(stage, exc)
             return
         self._flush_dialogue_events()
-        self._deliver(outputs, turn)
+        self._deliver(self._not_cut(outputs), turn)
 
     async def _fail(self, stage: str, error: BaseException) -> None:
         """Any stage fault: the caller hears that something went wrong and goes to an agent."""
@@ -291,7 +304,14 @@ class Understanding:
             return
         outputs = self.dialogue.on_error(stage, error)
         self._flush_dialogue_events()
-        self._deliver(outputs, 0)
+        self._deliver(self._not_cut(outputs), 0)
+
+    def _not_cut(self, outputs: list[Output]) -> list[Output]:
+        """The outputs of the input being handled, less its interruptible speech if a key came
+        after it (see key); what is not speech (a handoff, a hang-up, a language switch) stays."""
+        if self._handling >= self._cut_below:
+            return outputs
+        return [o for o in outputs if not (isinstance(o, Say) and o.interruptible)]
 
     def _flush_dialogue_events(self) -> None:
         events, self._dialogue_events[:] = list(self._dialogue_events), []
