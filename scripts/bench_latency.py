@@ -33,7 +33,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench_serve_caller import CallerLine, GatewayCall, ResourceSampler, SentTurn, ServerProcess, run_callers
+from bench_serve_caller import (
+    CallerLine,
+    GatewayCall,
+    ResourceSampler,
+    SentTurn,
+    ServerProcess,
+    run_callers,
+    running,
+)
 from bench_serve_caller import tree_cpu_s as server_cpu_s
 from tabulate import tabulate
 
@@ -329,21 +337,12 @@ async def run_serve_level(
 
 def serve(config: Config, scripts: list[list[CallerLine]], levels: list[int]) -> dict[str, Any]:
     server = ServerProcess(config)
-    failed = True
-    try:
-        server.start()
+    with running(server):
         idle_rss_kb = server.peak_rss_kb()
         results = []
         for callers in levels:
             results.append(asyncio.run(run_serve_level(server, scripts, callers)))
             time.sleep(2)  # let the last calls' bookkeeping finish before the next level
-        failed = False
-    finally:
-        server.stop()
-        if failed:
-            print(f"server log ({server.log_path}):\n{server.log_tail()}", file=sys.stderr)
-        else:
-            server.cleanup()
     return {
         "mode": "serve",
         "server_ready_s": round(server.ready_s, 1),

@@ -25,7 +25,7 @@ import time
 import urllib.error
 import urllib.request
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -318,6 +318,24 @@ class ServerProcess:
         finally:
             storage.close()
         return found
+
+
+@contextlib.contextmanager
+def running(server: ServerProcess, *, keep_data: bool = False) -> Iterator[ServerProcess]:
+    """The server started for the block and stopped however the block ends: its log shown when the
+    block failed, its data directory deleted when it did not (unless ``keep_data``: the caller reads
+    it after the stop, then calls ``cleanup``)."""
+    failed = True
+    try:
+        server.start()
+        yield server
+        failed = False
+    finally:
+        server.stop()
+        if failed:
+            print(f"server log ({server.log_path}):\n{server.log_tail()}", file=sys.stderr)
+        elif not keep_data:
+            server.cleanup()
 
 
 class ResourceSampler:

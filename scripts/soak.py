@@ -27,7 +27,7 @@ from typing import Any
 
 import aiohttp
 from bench_latency import REPORTS, caller_scripts
-from bench_serve_caller import CallerLine, GatewayCall, ServerProcess, gateway_call, tree_rss_kb
+from bench_serve_caller import CallerLine, GatewayCall, ServerProcess, gateway_call, running, tree_rss_kb
 from prometheus_client.parser import text_string_to_metric_families
 from tabulate import tabulate
 
@@ -149,23 +149,14 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=REPORTS / "soak.json")
     parser.add_argument("--config", type=Path, help="settings file to measure (default: voicebot.yml)")
     args = parser.parse_args()
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # the finally below still stops the server
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # running() still stops the server
     quiet_console(verbose=False)
     random.seed(1)
     config = load_config(args.config)
     scripts = caller_scripts(config, args.caller_voice)
     server = ServerProcess(config, tag="soak")
-    failed = True
-    try:
-        server.start()
+    with running(server):
         report = asyncio.run(soak(server, scripts, args))
-        failed = False
-    finally:
-        server.stop()
-        if failed:
-            print(f"server log ({server.log_path}):\n{server.log_tail()}", file=sys.stderr)
-        else:
-            server.cleanup()
     report["server_exit_code"] = server.exit_code
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2))

@@ -35,7 +35,7 @@ from tabulate import tabulate
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # as a script: the project importable
 
-from scripts.bench_serve_caller import FRAME_S, SILENCE, ServerProcess, non_silent
+from scripts.bench_serve_caller import FRAME_S, SILENCE, ServerProcess, non_silent, running
 from voicebot.audio.codecs import split_frames
 from voicebot.config import PROJECT_ROOT, Config, load_config
 from voicebot.console import quiet_console
@@ -321,9 +321,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     server = ServerProcess(load_config(args.config), tag="privacy")
     data_dir = server.server_config.path(server.server_config.data_dir)
     bank = with_journal(database_path(server.server_config))
-    failed = True
-    try:
-        server.start()
+    with running(server, keep_data=True):  # swept again once stopped
         placed = asyncio.run(place_calls(server, args.calls))
         call_ids = [call.call_id for call in placed if call.call_id]
         traces = server.traces(call_ids)
@@ -332,11 +330,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "key presses run together": keys_pressed(traces),
         }
         live = sweep(data_dir, {**shown, "server log": [server.log_path.read_bytes()]}, exclude=bank)
-        failed = False
-    finally:
-        server.stop()
-        if failed:
-            print(f"server log ({server.log_path}):\n{server.log_tail()}", file=sys.stderr)
     stopped = sweep(data_dir, {"server log": [server.log_path.read_bytes()]}, exclude=bank)
     server.cleanup()
     report = {
@@ -369,7 +362,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=REPORTS / "privacy.json")
     parser.add_argument("--config", type=Path, help="settings file (default: voicebot.yml)")
     args = parser.parse_args()
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # the finally in run() still stops the server
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # running() in run() still stops the server
     quiet_console(verbose=False)
     report = run(args)
     args.out.parent.mkdir(parents=True, exist_ok=True)
