@@ -113,6 +113,15 @@ def test_non_card_numbers_are_untouched(text: str) -> None:
     assert redact_card_numbers(text, ENGLISH) == text
 
 
+def test_addresses_ports_and_hex_codes_in_log_lines_are_never_a_card() -> None:
+    """Found by CI: "0x47 (from 127.0.0.1:33774)" ran together to 14 digits passing the Luhn check.
+    Every port is tried, so a line that some port would turn into a card cannot slip through."""
+    for port in range(1024, 65536):
+        line = f"AudioSocketCall closed: unknown message type 0x47 (from 127.0.0.1:{port})"
+        assert redact_card_numbers(line, ENGLISH) == line, port
+    assert redact_card_numbers(f"at 10.0.0.1:{VISA_TEST_CARD}", ENGLISH) == "at 10.0.0.1:[card ending 1111]"
+
+
 def test_several_cards_in_one_text() -> None:
     text = "old 4111-1111-1111-1111, new 5555 5555 5555 4444."
     assert redact_card_numbers(text, ENGLISH) == "old [card ending 1111], new [card ending 4444]."

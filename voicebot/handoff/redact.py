@@ -38,6 +38,8 @@ CARD_MAX_DIGITS = 19
 # "one two three, uh, four".
 _MAX_WORDS_BETWEEN = 1
 _WORD = re.compile(r"\w+")
+# What between two numbers makes them parts of something else (an address, a time, a version).
+_GLUED = re.compile(r"[^\w\s-]+")
 # Who and which call, never a card number even when its digits pass the Luhn check (a long phone
 # number may): left as they are.
 _IDENTIFIERS = frozenset({"caller_id", *(field.name for field in dataclasses.fields(CallEvent))})
@@ -66,14 +68,25 @@ def _card_mask(digits: str) -> str:
     return f"[card ending {digits[-4:]}]"
 
 
+def _is_number(word: str, read_digits: DigitReader) -> bool:
+    """A digit group, or a number word; not a token mixing letters and digits ("0x47", "v2")."""
+    if any(ch.isdigit() for ch in word):
+        return word.isdigit()
+    return bool(read_digits(word))
+
+
 def _number_runs(text: str, read_digits: DigitReader) -> list[list[re.Match[str]]]:
-    """The runs of numbers in ``text`` (digit groups and number words), each as its number words."""
+    """The runs of numbers in ``text`` (digit groups and number words), each as its number words.
+    Numbers glued by other punctuation than a dash ("127.0.0.1:33774", "12:30") are not one run."""
     runs: list[list[re.Match[str]]] = []
     previous: int | None = None  # the index of the last number word
     for index, word in enumerate(_WORD.finditer(text)):
-        if not read_digits(word.group()):
+        if not _is_number(word.group(), read_digits):
             continue
-        if previous is None or index - previous > _MAX_WORDS_BETWEEN + 1:
+        glued = (
+            previous is not None and runs[-1] and _GLUED.fullmatch(text[runs[-1][-1].end() : word.start()])
+        )
+        if previous is None or index - previous > _MAX_WORDS_BETWEEN + 1 or glued:
             runs.append([])
         runs[-1].append(word)
         previous = index

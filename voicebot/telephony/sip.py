@@ -55,6 +55,7 @@ MAX_REMEMBERED_RESPONSES = 2048
 BRANCH_MAGIC = "z9hG4bK"
 MAX_CALLER_ID = 32
 TCP_CONNECTIONS_PER_DIALOG = 2  # more TCP connections than this per allowed call are closed at once
+PORT_ZERO_TRIES = 5  # port 0: UDP ports picked until one has its TCP twin free
 
 
 class Wire:
@@ -236,16 +237,24 @@ class SipUserAgent:
                 log.debug("SIP UDP error: %s", exc)
 
         host = self.settings.host
-        try:
-            self._udp, _ = await loop.create_datagram_endpoint(
-                Datagrams, local_addr=(host, self.settings.port)
-            )
-            self.port = self._udp.get_extra_info("sockname")[1]
-            self._tcp = await asyncio.start_server(self._tcp_connection, host, self.port)
-        except OSError as exc:
-            if self._udp is not None:
-                self._udp.close()
-            raise VoicebotError(f"SIP cannot listen on {host}:{self.settings.port}: {exc.strerror}") from exc
+        # Port 0: the system picks a free UDP port, whose TCP twin may be taken; pick again then.
+        tries = PORT_ZERO_TRIES if self.settings.port == 0 else 1
+        for tried in range(1, tries + 1):
+            try:
+                self._udp, _ = await loop.create_datagram_endpoint(
+                    Datagrams, local_addr=(host, self.settings.port)
+                )
+                self.port = self._udp.get_extra_info("sockname")[1]
+                self._tcp = await asyncio.start_server(self._tcp_connection, host, self.port)
+                break
+            except OSError as exc:
+                if self._udp is not None:
+                    self._udp.close()
+                    self._udp = None
+                if tried == tries:
+                    raise VoicebotError(
+                        f"SIP cannot listen on {host}:{self.settings.port}: {exc.strerror}"
+                    ) from exc
         log.info("SIP listening on %s:%d (UDP and TCP)", host, self.port)
 
     async def stop(self) -> None:
