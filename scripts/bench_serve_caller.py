@@ -320,6 +320,13 @@ class ServerProcess:
         return found
 
 
+def publish(report: dict[str, Any], out: Path) -> None:
+    """Keeps a benchmark's report as JSON in ``out`` and prints it."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2))
+    print(json.dumps(report, indent=2))
+
+
 @contextlib.contextmanager
 def running(server: ServerProcess, *, keep_data: bool = False) -> Iterator[ServerProcess]:
     """The server started for the block and stopped however the block ends: its log shown when the

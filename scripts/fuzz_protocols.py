@@ -31,7 +31,7 @@ from typing import Any
 
 import aiohttp
 from bench_latency import REPORTS, caller_scripts
-from bench_serve_caller import CallerLine, GatewayCall, ServerProcess, gateway_call, running
+from bench_serve_caller import CallerLine, GatewayCall, ServerProcess, gateway_call, publish, running
 from prometheus_client.parser import text_string_to_metric_families
 from tabulate import tabulate
 
@@ -342,9 +342,7 @@ def main() -> None:
     with running(server):
         report = asyncio.run(fuzz(server, args))
     report["server_exit_code"] = server.exit_code
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2))
-    print(json.dumps(report, indent=2))
+    publish(report, args.out)
     print_table(report)
 
 

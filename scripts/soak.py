@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import random
 import signal
 import sys
@@ -27,7 +26,15 @@ from typing import Any
 
 import aiohttp
 from bench_latency import REPORTS, caller_scripts
-from bench_serve_caller import CallerLine, GatewayCall, ServerProcess, gateway_call, running, tree_rss_kb
+from bench_serve_caller import (
+    CallerLine,
+    GatewayCall,
+    ServerProcess,
+    gateway_call,
+    publish,
+    running,
+    tree_rss_kb,
+)
 from prometheus_client.parser import text_string_to_metric_families
 from tabulate import tabulate
 
@@ -158,9 +165,7 @@ def main() -> None:
     with running(server):
         report = asyncio.run(soak(server, scripts, args))
     report["server_exit_code"] = server.exit_code
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2))
-    print(json.dumps(report, indent=2))
+    publish(report, args.out)
     print_table(report)
 
 
