@@ -14,13 +14,13 @@ Stores see a hash of the account, never the number the caller gave.
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Protocol
 
 from voicebot.config import PolicyConfig
+from voicebot.handoff.redact import account_key
 
 
 @dataclass(frozen=True)
@@ -63,12 +63,6 @@ class MemoryAttemptStore:
                 self._records = {key: kept for key, kept in self._records.items() if kept.forget_after > now}
                 self._sweep_at = max(1024, 2 * len(self._records))
             return record
-
-
-def account_key(account: str) -> str:
-    """What stores key an account by: a hash of its letters and digits, however it was given."""
-    normalised = "".join(character for character in account.lower() if character.isalnum())
-    return hashlib.sha256(normalised.encode()).hexdigest()
 
 
 class IdentificationLockout:

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from voicebot.handoff.record import HandoffRecord, IntentTurn, TranscriptLine, masked_slot_value
+from voicebot.handoff.redact import account_key
 
 
 @dataclass
@@ -59,4 +60,6 @@ def build_handoff_record(
         asr_alternatives=list(memory.alternatives),
         dtmf=list(memory.dtmf),
         detail=detail,
+        account_key=account_key(account) if account else None,
+        account=account,
     )

@@ -43,6 +43,11 @@ class HandoffRecord:
     dtmf: list[str] = field(default_factory=list)
     detail: str = ""
     created_at: float = field(default_factory=time.time)
+    # The authenticated account's hash (voicebot.dialogue.lockout.account_key): the caller's earlier
+    # contacts by account. The account itself stays in this process (the agent's customer panel
+    # is fetched with it) and is never in to_dict: not stored, not sent, not logged.
+    account_key: str | None = None
+    account: str | None = field(default=None, repr=False)
 
     def summary(self) -> str:
         """One line an agent reads first."""
@@ -52,7 +57,9 @@ class HandoffRecord:
         return f"{self.reason}: caller wanted {wanted}; auth {self.auth_level}; path {path}"
 
     def to_dict(self) -> dict[str, Any]:
-        return {**dataclasses.asdict(self), "summary": self.summary()}
+        data = dataclasses.asdict(self)
+        del data["account"]
+        return {**data, "summary": self.summary()}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> HandoffRecord:

@@ -17,6 +17,7 @@ language), so number words count in every language the bot speaks, and digits in
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 import re
 import unicodedata
@@ -56,6 +57,12 @@ def luhn_valid(number: str) -> bool:
             digit = digit * 2 - 9 if digit > 4 else digit * 2
         total += digit
     return total % 10 == 0
+
+
+def account_key(account: str) -> str:
+    """What stores key an account by: a hash of its letters and digits, however it was given."""
+    normalised = "".join(character for character in account.lower() if character.isalnum())
+    return hashlib.sha256(normalised.encode()).hexdigest()
 
 
 def mask_digits(digits: str, keep_last: int = 0) -> str:

@@ -64,6 +64,8 @@ class CallRecords:
         """On the event loop (the dialogue's outputs are delivered there): the record, and the trace
         that led to it at once rather than at the next flush."""
         self.storage.save_handoff(record)
+        if record.account_key is not None:
+            self.storage.set_call_account(self.call_id, record.account_key)
         self.storage.flush_trace_events()
         self._language_now(record.language)
 

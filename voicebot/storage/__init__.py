@@ -4,6 +4,7 @@ the implementation."""
 
 from voicebot.storage.base import (
     AgentAccount,
+    AgentStateRow,
     CallbackRequest,
     CallRow,
     DispositionRow,
@@ -17,6 +18,7 @@ from voicebot.storage.sqlite import SCHEMA_VERSION, SqliteStorage
 __all__ = [
     "SCHEMA_VERSION",
     "AgentAccount",
+    "AgentStateRow",
     "CallRow",
     "CallbackRequest",
     "DispositionRow",

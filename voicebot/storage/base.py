@@ -20,6 +20,7 @@ class CallRow:
     # next start); None while the call is live
     outcome: str | None
     end_reason: str | None
+    account_key: str | None = None  # the account's hash once the caller authenticated (lockout.account_key)
 
 
 @dataclass(frozen=True)
@@ -57,9 +58,11 @@ class DispositionRow:
     talk_started_at: float
     talk_ended_at: float
     wrapup_ended_at: float
+    hold_s: float = 0.0  # the time the caller spent on hold during this agent's talk
 
     @property
     def handle_s(self) -> float:
+        """Talk (hold included) plus wrap-up."""
         return self.wrapup_ended_at - self.talk_started_at
 
 
@@ -84,6 +87,18 @@ class PendingWrapUp:
     call_id: str
     talk_started_at: float
     talk_ended_at: float | None  # None: still talking (or the server stopped during the talk)
+    hold_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class AgentStateRow:
+    """One stretch of an agent in one state (see voicebot.handoff.queue.AGENT_STATES); ``ended_at``
+    None: the state is on now."""
+
+    agent: str
+    state: str
+    started_at: float
+    ended_at: float | None
 
 
 @dataclass(frozen=True)
@@ -104,6 +119,7 @@ class Storage(Protocol):
     def call_started(self, call_id: str, caller_id: str, language: str, at: float) -> None: ...
     def call_ended(self, call_id: str, outcome: str, reason: str, at: float) -> None: ...
     def set_call_language(self, call_id: str, language: str) -> None: ...
+    def set_call_account(self, call_id: str, account_key: str) -> None: ...
     def get_call(self, call_id: str) -> CallRow | None: ...
     def calls_since(self, since: float) -> list[CallRow]: ...
     def add_trace_events(self, events: list[CallEvent], wall_offset: float) -> None: ...
@@ -135,6 +151,11 @@ class Storage(Protocol):
     def pending_wrap_ups(self) -> list[PendingWrapUp]: ...
     def save_disposition(self, row: DispositionRow) -> None: ...
     def dispositions_since(self, since: float) -> list[DispositionRow]: ...
+    def dispositions_of(self, call_id: str) -> list[DispositionRow]: ...
+    # agents' states over time
+    def agent_state_changed(self, agent: str, state: str | None, at: float) -> None: ...
+    def agent_states_since(self, since: float) -> list[AgentStateRow]: ...
+    def close_agent_states(self, at: float) -> int: ...
     # web sessions
     def save_web_session(self, row: WebSessionRow) -> None: ...
     def get_web_session(self, token_hash: str) -> WebSessionRow | None: ...

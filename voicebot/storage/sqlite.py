@@ -12,6 +12,7 @@ from voicebot.events import CallEvent, TtsFirstAudio
 from voicebot.handoff.record import HandoffRecord
 from voicebot.storage.base import (
     AgentAccount,
+    AgentStateRow,
     CallbackRequest,
     CallRow,
     DispositionRow,
@@ -89,6 +90,32 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE TABLE server_alive (id INTEGER PRIMARY KEY CHECK (id = 1), at REAL NOT NULL);
     CREATE INDEX calls_open ON calls (ended_at) WHERE ended_at IS NULL;
     """,
+    # 6: the account a call was about (its hash, once the caller authenticated) and the caller id,
+    # indexed, for an agent's view of the caller's earlier contacts; one disposition per agent who
+    # handled a call (a warm transfer has two), each with its talk's time on hold; the agents' states
+    # over time, for their occupancy.
+    """
+    ALTER TABLE calls ADD COLUMN account_key TEXT;
+    CREATE INDEX calls_caller ON calls (caller_id, started_at);
+    CREATE INDEX calls_account ON calls (account_key, started_at) WHERE account_key IS NOT NULL;
+    CREATE TABLE dispositions_by_agent (
+        call_id TEXT NOT NULL, agent TEXT NOT NULL,
+        disposition TEXT NOT NULL CHECK (disposition IN ('resolved', 'follow_up', 'transferred')),
+        notes TEXT NOT NULL, talk_started_at REAL NOT NULL, talk_ended_at REAL NOT NULL,
+        wrapup_ended_at REAL NOT NULL, hold_s REAL NOT NULL DEFAULT 0, PRIMARY KEY (call_id, agent)
+    );
+    INSERT INTO dispositions_by_agent SELECT *, 0 FROM dispositions;
+    DROP TABLE dispositions;
+    ALTER TABLE dispositions_by_agent RENAME TO dispositions;
+    CREATE INDEX dispositions_talk ON dispositions (talk_started_at);
+    ALTER TABLE pending_wrap_ups ADD COLUMN hold_s REAL NOT NULL DEFAULT 0;
+    CREATE TABLE agent_states (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, agent TEXT NOT NULL, state TEXT NOT NULL,
+        started_at REAL NOT NULL, ended_at REAL
+    );
+    CREATE INDEX agent_states_started ON agent_states (started_at);
+    CREATE INDEX agent_states_open ON agent_states (agent) WHERE ended_at IS NULL;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 # Every table with rows about one call (by its call_id): what deleting a call deletes.
@@ -151,6 +178,10 @@ class SqliteStorage:
     def set_call_language(self, call_id: str, language: str) -> None:
         """The caller switched language during the call: the call counts for the one it ended in."""
         self._db.execute("UPDATE calls SET language = ? WHERE call_id = ?", (language, call_id))
+
+    def set_call_account(self, call_id: str, account_key: str) -> None:
+        """The account the caller authenticated as (its hash): their contacts by account."""
+        self._db.execute("UPDATE calls SET account_key = ? WHERE call_id = ?", (account_key, call_id))
 
     def get_call(self, call_id: str) -> CallRow | None:
         row = self._db.execute("SELECT * FROM calls WHERE call_id = ?", (call_id,)).fetchone()
@@ -340,8 +371,8 @@ class SqliteStorage:
 
     def save_pending_wrap_up(self, row: PendingWrapUp) -> None:
         self._db.execute(
-            "INSERT OR REPLACE INTO pending_wrap_ups VALUES (?, ?, ?, ?)",
-            (row.agent, row.call_id, row.talk_started_at, row.talk_ended_at),
+            "INSERT OR REPLACE INTO pending_wrap_ups VALUES (?, ?, ?, ?, ?)",
+            (row.agent, row.call_id, row.talk_started_at, row.talk_ended_at, row.hold_s),
         )
 
     def pending_wrap_ups(self) -> list[PendingWrapUp]:
@@ -352,10 +383,10 @@ class SqliteStorage:
         with self._db:
             self._db.execute("BEGIN")
             self._db.execute(
-                "INSERT OR REPLACE INTO dispositions VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO dispositions VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     row.call_id, row.agent, row.disposition, row.notes,
-                    row.talk_started_at, row.talk_ended_at, row.wrapup_ended_at,
+                    row.talk_started_at, row.talk_ended_at, row.wrapup_ended_at, row.hold_s,
                 ),
             )  # fmt: skip
             self._db.execute(
@@ -365,6 +396,44 @@ class SqliteStorage:
     def dispositions_since(self, since: float) -> list[DispositionRow]:
         rows = self._db.execute("SELECT * FROM dispositions WHERE talk_started_at >= ?", (since,))
         return [DispositionRow(**row) for row in rows]
+
+    def dispositions_of(self, call_id: str) -> list[DispositionRow]:
+        rows = self._db.execute(
+            "SELECT * FROM dispositions WHERE call_id = ? ORDER BY talk_started_at", (call_id,)
+        )
+        return [DispositionRow(**row) for row in rows]
+
+    # ----- agents' states ------------------------------------------------------------------------
+
+    def agent_state_changed(self, agent: str, state: str | None, at: float) -> None:
+        """Ends the agent's current state at ``at`` and, unless ``state`` is None (logged out),
+        starts that one."""
+        with self._db:
+            self._db.execute("BEGIN")
+            self._db.execute(
+                "UPDATE agent_states SET ended_at = ? WHERE agent = ? AND ended_at IS NULL", (at, agent)
+            )
+            if state is not None:
+                self._db.execute(
+                    "INSERT INTO agent_states (agent, state, started_at) VALUES (?, ?, ?)", (agent, state, at)
+                )
+
+    def agent_states_since(self, since: float) -> list[AgentStateRow]:
+        """The states that were on at any time from ``since`` (those still on have no end)."""
+        rows = self._db.execute(
+            "SELECT agent, state, started_at, ended_at FROM agent_states"
+            " WHERE ended_at IS NULL OR ended_at > ? ORDER BY started_at",
+            (since,),
+        )
+        return [AgentStateRow(**row) for row in rows]
+
+    def close_agent_states(self, at: float) -> int:
+        """After a restart no agent is still in a state the stopped run left on: it ended at ``at``
+        (the last alive mark), or when it started if that was later."""
+        cursor = self._db.execute(
+            "UPDATE agent_states SET ended_at = MAX(started_at, ?) WHERE ended_at IS NULL", (at,)
+        )
+        return cursor.rowcount
 
     # ----- web sessions --------------------------------------------------------------------------
 
