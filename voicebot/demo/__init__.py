@@ -11,6 +11,7 @@ from pathlib import Path
 from voicebot.config import Config
 from voicebot.demo.actions import register_bank_actions
 from voicebot.demo.bank import AcmeBank, seed
+from voicebot.demo.customer import customer_view
 from voicebot.dialogue.actions import ActionRegistry
 
 
@@ -20,7 +21,9 @@ def database_path(config: Config) -> Path:
 
 def register(registry: ActionRegistry, config: Config) -> None:
     """Seeds the bank's database (idempotent: fills a new one, leaves an existing one alone) and
-    registers the bank's actions."""
+    registers the bank's actions and its customer panel for agents."""
     db_path = database_path(config)
     seed(db_path)
-    register_bank_actions(registry, AcmeBank(db_path))
+    bank = AcmeBank(db_path)
+    register_bank_actions(registry, bank)
+    registry.customer_view = customer_view(bank)

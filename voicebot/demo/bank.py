@@ -126,6 +126,13 @@ class Transaction:
 
 
 @dataclass(frozen=True)
+class Card:
+    card_type: str
+    last4: str  # all the bank keeps of the card number
+    status: str  # "active" or "blocked"
+
+
+@dataclass(frozen=True)
 class Branch:
     name: str
     area: str
@@ -242,6 +249,34 @@ class AcmeBank:
                     "DELETE FROM identification_attempts WHERE account_key = ?", (account_key,)
                 )
             return record
+
+    def holder_name(self, account: str) -> str | None:
+        """The customer's name; None for an unknown account."""
+        with _reading(self.db_path) as connection:
+            row = connection.execute(
+                "SELECT holder_name FROM customers WHERE account_number = ?", (account,)
+            ).fetchone()
+        return None if row is None else row[0]
+
+    def account_types(self, account: str) -> list[str]:
+        """The customer's accounts, in the order of ACCOUNT_TYPES."""
+        with _reading(self.db_path) as connection:
+            held = {
+                row[0]
+                for row in connection.execute(
+                    "SELECT account_type FROM balances WHERE account_number = ?", (account,)
+                )
+            }
+        return [account_type for account_type in ACCOUNT_TYPES if account_type in held]
+
+    def cards(self, account: str) -> list[Card]:
+        """The customer's cards, in the order of CARD_TYPES."""
+        with _reading(self.db_path) as connection:
+            rows = connection.execute(
+                "SELECT card_type, last4, status FROM cards WHERE account_number = ?", (account,)
+            ).fetchall()
+        by_type = {row[0]: Card(*row) for row in rows}
+        return [by_type[card_type] for card_type in CARD_TYPES if card_type in by_type]
 
     def balance(self, account: str, account_type: str) -> int:
         """The balance in cents; for credit, the credit still available."""
