@@ -229,6 +229,29 @@ class IdentificationLocked(CallEvent):
     cause: str
 
 
+
+@dataclass(kw_only=True)
+class AgentLegSpeech(CallEvent):
+    """A line of the talk after the bot, recognised live: the caller, an agent or a supervisor who
+    joined (redacted like the bot's transcript)."""
+
+    type: ClassVar[str] = "agent_leg_speech"
+    speaker: str  # "Caller", or the username of the agent or supervisor
+    text: str
+
+
+@dataclass(kw_only=True)
+class AgentLegAction(CallEvent):
+    """What an agent or supervisor did with the call: accepted, hold, resume, mute, unmute,
+    transfer (cold), consult, consult_cancelled, transfer_completed, monitor, whisper, barge,
+    left, hangup."""
+
+    type: ClassVar[str] = "agent_leg_action"
+    action: str
+    by: str  # the agent's or supervisor's username
+    target: str = ""  # a transfer's queue or agent
+
+
 class TraceWriter:
     """Writes events as JSON lines; usable as an event listener."""
 
