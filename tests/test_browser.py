@@ -17,13 +17,13 @@ import pytest
 from aiohttp import web
 
 from tests.baresip import BaresipPhone, phones_available, rms
+from tests.desk_doubles import FakeCaller
 from voicebot.audio import SAMPLE_RATE
 from voicebot.audio.wav import write_wav
 from voicebot.engines import Engines
 from voicebot.handoff.record import HandoffRecord, TranscriptLine
 from voicebot.server.app import VoicebotServer
 from voicebot.server.auth import make_account
-from voicebot.server.contact_center import AgentDesk
 from voicebot.tts.base import Synthesizer
 from voicebot.tts.piper_engine import synthesize_all
 
@@ -249,22 +249,9 @@ def test_second_caller_abandons_and_a_callback_survives_a_restart(
         server.stop()
 
 
-class QueuedCaller:
-    """A caller waiting in the queue without a media call (a CallerLink): the desk's view only."""
-
-    def __init__(self, call_id: str) -> None:
-        self.call_id = call_id
-
-    def connect_agent(self, agent: AgentDesk) -> None:
-        pass
-
-    def agent_hung_up(self) -> None:
-        pass
-
-
 def queue_call(server: ServerThread, record: HandoffRecord) -> None:
     async def enqueue() -> None:
-        server.server.center.enqueue(QueuedCaller(record.call_id), record)
+        server.server.center.enqueue(FakeCaller(record.call_id), record)
 
     asyncio.run_coroutine_threadsafe(enqueue(), server.loop).result(timeout=60)
 

@@ -19,6 +19,7 @@ import pytest
 from yarl import URL
 
 from scripts.bench_serve_caller import ServerProcess
+from tests.desk_doubles import FakeCaller, FakeSocket
 
 # The browser tests' server thread and helpers; `browser` and `caller_wav` are fixtures, used by name.
 from tests.test_browser import ServerThread, browser, caller_wav, log_in, queue_call, ready_agent, wait_until  # noqa: F401
@@ -133,41 +134,6 @@ def test_a_session_has_the_accounts_role_now(storage: SqliteStorage) -> None:
 
 
 # ----- pending wrap-ups in the contact centre --------------------------------------------------------
-
-
-class FakeSocket:
-    """What a desk's WebSocket is to the contact centre: it keeps what it was sent."""
-
-    def __init__(self) -> None:
-        self.messages: list[dict[str, Any]] = []
-        self.closed = False
-
-    async def send_json(self, message: dict[str, Any]) -> None:
-        self.messages.append(message)
-
-    async def send_bytes(self, frame: bytes) -> None:
-        pass
-
-    async def close(self, **_: Any) -> None:
-        self.closed = True
-
-    def last_state(self) -> dict[str, Any]:
-        return [m for m in self.messages if m["type"] == "state"][-1]
-
-    def offers(self) -> list[str]:
-        return [m["call_id"] for m in self.messages if m["type"] == "offer"]
-
-
-class FakeCaller:
-    def __init__(self, call_id: str) -> None:
-        self.call_id = call_id
-        self.agent_left = False
-
-    def connect_agent(self, agent: AgentDesk) -> None:
-        pass
-
-    def agent_hung_up(self) -> None:
-        self.agent_left = True
 
 
 def handoff(call_id: str, storage: SqliteStorage) -> HandoffRecord:

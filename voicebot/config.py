@@ -158,6 +158,31 @@ class PolicyConfig(Settings):
         return reject
 
 
+class QueueAlertThresholds(Settings):
+    """One queue's own alert thresholds; one left out is the default (``AlertsConfig``'s)."""
+
+    service_level_below: Fraction | None = None
+    longest_wait_above_s: Seconds | None = None
+
+
+class AlertsConfig(Settings):
+    """When the dashboard raises an alert (voicebot/server/alerts.py)."""
+
+    # A queue's service level over the window below this, judged once min_offered calls were offered.
+    service_level_below: Fraction = 0.8
+    min_offered: Count = 5
+    longest_wait_above_s: Seconds = 60.0  # a caller waiting in the queue now for longer than this
+    queues: dict[NonEmpty, QueueAlertThresholds] = {}
+
+    def service_level_threshold(self, queue: str) -> float:
+        own = self.queues.get(queue, QueueAlertThresholds()).service_level_below
+        return self.service_level_below if own is None else own
+
+    def longest_wait_threshold(self, queue: str) -> float:
+        own = self.queues.get(queue, QueueAlertThresholds()).longest_wait_above_s
+        return self.longest_wait_above_s if own is None else own
+
+
 class ServerConfig(Settings):
     host: NonEmpty = "127.0.0.1"
     port: conint(strict=True, ge=1, le=65535) = 8080
@@ -185,6 +210,10 @@ class ServerConfig(Settings):
     # Calls (with their traces, handoffs, notes) are deleted this many days after they ended, except
     # one whose callback or wrap-up is still to be done; None keeps them until `voicebot calls forget`.
     call_retention_days: confloat(gt=0.0) | None = None
+    # The desk shows a wrap-up as overdue after this long (the disposition is still required) and the
+    # dashboard raises an alert.
+    wrap_up_limit_s: Seconds = 120.0
+    alerts: AlertsConfig = Field(default_factory=AlertsConfig)
 
     @validator("media_origins", each_item=True)
     def _origin_is_scheme_and_host(cls, origin: str) -> str:

@@ -229,7 +229,6 @@ class IdentificationLocked(CallEvent):
     cause: str
 
 
-
 @dataclass(kw_only=True)
 class AgentLegSpeech(CallEvent):
     """A line of the talk after the bot, recognised live: the caller, an agent or a supervisor who

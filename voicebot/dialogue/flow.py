@@ -49,6 +49,8 @@ QUEUE_PROMPTS = (
     "queue_callback_offer",
     "callback_confirmation",
     "transfer_unavailable",
+    "hold_comfort",
+    "transfer_to_colleague",
 )
 
 

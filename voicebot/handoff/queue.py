@@ -11,6 +11,7 @@ wrong agent.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from voicebot.handoff.record import HandoffRecord
@@ -18,18 +19,31 @@ from voicebot.handoff.record import HandoffRecord
 AGENT_STATES = ("not_ready", "ready", "offered", "talking", "wrap_up")
 
 
+@dataclass(frozen=True)
+class TransferRequest:
+    """An agent's transfer of their call: ``cold`` (the caller waits for the target, on hold) or
+    ``warm`` (the agent consults the target first, the caller on hold meanwhile)."""
+
+    from_agent: str
+    mode: str  # cold | warm
+    note: str  # for the target, shown with the screen pop before they accept
+    queue: str  # the target queue (the call's own when an agent is named)
+    agent: str | None = None  # a named agent: only they are offered it
+
+
 @dataclass
 class QueuedCall:
     call_id: str
     record: HandoffRecord
     entered_at: float
-    entry_id: int = 0  # storage row
+    entry_id: int = 0  # storage row (0: none, a warm transfer's consult is no caller waiting)
     offered_to: str | None = None
     offer_expires_at: float = 0.0
+    transfer: TransferRequest | None = None  # served before callers who have not reached an agent yet
 
     @property
     def queue(self) -> str:
-        return self.record.queue
+        return self.transfer.queue if self.transfer is not None else self.record.queue
 
     @property
     def language(self) -> str:
@@ -46,6 +60,8 @@ class AgentSeat:
     queues: tuple[str, ...] = ()  # the queues the agent serves; empty: every queue
 
     def can_take(self, call: QueuedCall) -> bool:
+        if call.transfer is not None and call.transfer.agent is not None:
+            return call.transfer.agent == self.username  # a named agent: them, whatever their skills
         return call.language in self.languages and (not self.queues or call.queue in self.queues)
 
 
@@ -80,11 +96,18 @@ def erlang_c_service_level(calls_per_s: float, aht_s: float, agents: int, within
 
 
 class Acd:
-    def __init__(self, offer_timeout_s: float, initial_aht_s: float = 180.0) -> None:
+    def __init__(
+        self,
+        offer_timeout_s: float,
+        initial_aht_s: float = 180.0,
+        on_state: Callable[[str, str | None, float], None] | None = None,
+    ) -> None:
         self.offer_timeout_s = offer_timeout_s
         self.aht_s = initial_aht_s  # running average of handle time, as Asterisk keeps it
         self.calls: dict[str, QueuedCall] = {}
         self.agents: dict[str, AgentSeat] = {}
+        # Told every change of an agent's state (None: logged out), for their figures over time.
+        self.on_state = on_state
 
     # ----- calls ---------------------------------------------------------------------------------
 
@@ -99,7 +122,7 @@ class Acd:
         return call
 
     def waiting(self, queue: str | None = None) -> list[QueuedCall]:
-        calls = sorted(self.calls.values(), key=lambda c: c.entered_at)
+        calls = sorted(self.calls.values(), key=lambda c: (c.transfer is None, c.entered_at))
         return [c for c in calls if queue is None or c.queue == queue]
 
     def position(self, call_id: str) -> int:
@@ -125,13 +148,24 @@ class Acd:
         self, username: str, now: float, languages: tuple[str, ...] = ("en",), queues: tuple[str, ...] = ()
     ) -> AgentSeat:
         """The agent's seat with the skills of their account (a second login keeps the seat's state)."""
-        seat = self.agents.setdefault(username, AgentSeat(username, since=now))
+        seat = self.agents.get(username)
+        if seat is None:
+            seat = self.agents[username] = AgentSeat(username, since=now)
+            self._changed(username, seat.state, now)
         seat.languages, seat.queues = tuple(languages), tuple(queues)
         return seat
+
+    def restore(self, username: str, state: str, since: float, call_id: str | None) -> None:
+        """The seat back in a state it was in before a reconnect (a wrap-up left open)."""
+        seat = self.agents[username]
+        seat.state, seat.since, seat.call_id = state, since, call_id
+        self._changed(username, state, since)
 
     def logout(self, username: str, now: float) -> QueuedCall | None:
         """Returns the call that was being offered to this agent, if any (it goes back to waiting)."""
         seat = self.agents.pop(username, None)
+        if seat is not None:
+            self._changed(username, None, now)
         if seat is None or seat.state != "offered" or seat.call_id is None:
             return None
         call = self.calls.get(seat.call_id)
@@ -148,7 +182,14 @@ class Acd:
     def _set_state(self, username: str, state: str, now: float, call_id: str | None = None) -> None:
         seat = self.agents.get(username)
         if seat is not None:
+            changed = seat.state != state
             seat.state, seat.since, seat.call_id = state, now, call_id
+            if changed:
+                self._changed(username, state, now)
+
+    def _changed(self, username: str, state: str | None, now: float) -> None:
+        if self.on_state is not None:
+            self.on_state(username, state, now)
 
     # ----- offers --------------------------------------------------------------------------------
 

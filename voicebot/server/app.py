@@ -19,7 +19,11 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
 from voicebot.config import Config, ServerConfig
+from voicebot.dialogue.actions import ActionContext
 from voicebot.engines import Engines, reload_engines
+from voicebot.handoff.record import HandoffRecord
+from voicebot.server.agent_figures import agent_figures
+from voicebot.server.alerts import AlertCollector, queue_alerts
 from voicebot.server.auth import (
     SESSION_COOKIE,
     LoginLimiter,
@@ -35,6 +39,7 @@ from voicebot.server.caller_leg import CallerLeg
 from voicebot.server.contact_center import AgentDesk, ContactCenter
 from voicebot.server.desk_labels import catalog, desk_texts, language_names
 from voicebot.server.external_leg import ExternalTransferLeg, ReferTransferLeg
+from voicebot.server.history import caller_history
 from voicebot.server.kpis import KpiCollector, compute_kpis, erlang_c_forecast
 from voicebot.server.loop_lag import LoopLagMonitor
 from voicebot.server.media_door import MediaDoor
@@ -134,7 +139,7 @@ class VoicebotServer:
         self.records = RecordKeeper(
             self.storage, retention_s=None if retention is None else retention * 86400
         )
-        self.center = ContactCenter(self.storage, settings.offer_timeout_s)
+        self.center = ContactCenter(self.storage, settings.offer_timeout_s, pop_extras=self._pop_extras)
         self.sessions = SessionStore(
             self.storage, settings.session_idle_timeout_s, settings.session_lifetime_s
         )
@@ -172,6 +177,7 @@ class VoicebotServer:
         app.router.add_post("/logout", self._require("agent", self.logout))
         app.router.add_get("/agent", self._require("agent", self.agent_page))
         app.router.add_get("/agent/ws", self._require("agent", self.agent_socket))
+        app.router.add_get("/supervisor/ws", self._require("supervisor", self.supervisor_socket))
         app.router.add_get("/dashboard", self._require("supervisor", self._page("dashboard.html")))
         app.router.add_get("/api/dashboard", self._require("supervisor", self.dashboard_data))
         app.router.add_get("/api/handoffs/{call_id}", self.handoff_record)
@@ -346,6 +352,7 @@ class VoicebotServer:
         account = self.storage.get_agent(session.username)
         ui_language = account.ui_language if account is not None else "en"
         texts = desk_texts(ui_language, self.config.languages)
+        texts["time_zone"] = account.time_zone if account is not None else None
         html = render_page(
             "agent.html",
             csrf=session.csrf_token,
@@ -442,12 +449,40 @@ class VoicebotServer:
 
     # ----- agent desk ----------------------------------------------------------------------------
 
+    def _pop_extras(self, record: HandoffRecord) -> dict[str, Any]:
+        """What the screen pop shows besides the record: the caller's earlier contacts, and for an
+        authenticated caller the backend's view of them (the actions plugin's customer panel)."""
+        history = caller_history(
+            self.storage,
+            call_id=record.call_id,
+            caller_id=record.caller_id,
+            account_key=record.account_key,
+            now=time.time(),
+        )
+        context = ActionContext(
+            slots={}, caller_id=record.caller_id, account=record.account, language=record.language
+        )
+        panel = self.engines.actions.customer_panel(context)
+        return {"history": history, "customer": panel.to_dict() if panel is not None else None}
+
+    def transfer_targets(self, username: str) -> dict[str, Any]:
+        """Where an agent may transfer a call: the flow's queues and the other agents signed in."""
+        flow = self.engines.flow
+        queues = sorted({flow.default_queue, *flow.queues.values()})
+        agents = [
+            {"username": seat["username"], "state": seat["state"], "languages": seat["languages"]}
+            for seat in self.center.snapshot()["agents"]
+            if seat["username"] != username
+        ]
+        return {"type": "transfer_targets", "queues": queues, "agents": agents}
+
     async def agent_socket(self, request: web.Request) -> web.WebSocketResponse:
         session: WebSession = request["web_session"]
         ws = CappedWebSocketResponse(max_msg_size=WS_MAX_MSG_SIZE, heartbeat=20)
         await ws.prepare(request)
         desk = AgentDesk(session.username, ws)
         await self.center.desk_connected(desk)
+        await desk.send({"type": "settings", "wrap_up_limit_s": self.settings.wrap_up_limit_s})
         keeper = asyncio.create_task(self._keep_session_seen(session, ws))
         try:
             async for msg in ws:
@@ -466,6 +501,32 @@ class VoicebotServer:
             await self.center.desk_disconnected(desk)
         return ws
 
+    async def supervisor_socket(self, request: web.Request) -> web.WebSocketResponse:
+        """A supervisor's live view: the calls and agents as they change, and the call they monitor,
+        whisper to or barged into (its audio both ways, its live transcript)."""
+        session: WebSession = request["web_session"]
+        ws = CappedWebSocketResponse(max_msg_size=WS_MAX_MSG_SIZE, heartbeat=20)
+        await ws.prepare(request)
+        desk = AgentDesk(session.username, ws)
+        await self.center.supervisor_connected(desk)
+        keeper = asyncio.create_task(self._keep_session_seen(session, ws))
+        try:
+            async for msg in ws:
+                if msg.type == WSMsgType.BINARY:
+                    if self.center.supervising(desk.username) is not None:
+                        desk.inbound.extend(audio_frames(msg.data))
+                elif msg.type == WSMsgType.TEXT:
+                    await self._supervisor_command(desk, parse_control(msg.data))
+                else:
+                    break
+        except ProtocolViolation as exc:
+            log.warning("supervisor %s socket closed: %s", desk.username, exc)
+            await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=str(exc).encode()[:120])
+        finally:
+            keeper.cancel()
+            await self.center.supervisor_disconnected(desk)
+        return ws
+
     async def _keep_session_seen(self, session: WebSession, ws: web.WebSocketResponse) -> None:
         """An open desk is an agent at work: its session stays seen while it is open (it does not
         idle out), and the desk closes once the session has ended (a logout elsewhere, its lifetime)."""
@@ -477,20 +538,52 @@ class VoicebotServer:
                 await ws.close(message=b"signed out")
 
     async def _desk_command(self, desk: AgentDesk, message: dict[str, Any]) -> None:
-        kind, name = message["type"], desk.username
+        kind, name, center = message["type"], desk.username, self.center
         try:
             if kind in ("ready", "not_ready"):
-                await self.center.set_ready(name, kind == "ready")
+                await center.set_ready(name, kind == "ready")
             elif kind == "accept":
-                await self.center.accept(name, str(message.get("call_id", "")))
+                await center.accept(name, str(message.get("call_id", "")))
+            elif kind in ("hold", "resume"):
+                await center.hold(name, kind == "hold")
+            elif kind in ("mute", "unmute"):
+                await center.mute(name, kind == "mute")
             elif kind == "hangup":
-                await self.center.agent_hangup(name)
+                await center.agent_hangup(name)
+            elif kind == "transfer_targets":
+                await desk.send(self.transfer_targets(name))
+            elif kind == "transfer":
+                await center.transfer(
+                    name,
+                    mode=str(message.get("mode", "")),
+                    note=str(message.get("note", "")),
+                    queue=str(message["queue"]) if message.get("queue") else None,
+                    agent=str(message["agent"]) if message.get("agent") else None,
+                )
+            elif kind == "complete_transfer":
+                await center.complete_transfer(name)
+            elif kind == "cancel_transfer":
+                await center.cancel_transfer(name)
+            elif kind == "request_supervisor":
+                await center.request_supervisor(name)
             elif kind == "wrap_up":
                 disposition, notes = str(message.get("disposition", "")), str(message.get("notes", ""))
-                await self.center.wrap_up(name, disposition, notes)
+                await center.wrap_up(name, disposition, notes)
             else:
                 raise ProtocolViolation(f"unknown message type '{kind[:32]}'")
         except (ValueError, KeyError) as exc:  # a stale click (offer gone, call over): tell, don't close
+            await desk.send({"type": "error", "message": str(exc)})
+
+    async def _supervisor_command(self, desk: AgentDesk, message: dict[str, Any]) -> None:
+        kind = message["type"]
+        try:
+            if kind in ("monitor", "whisper", "barge"):
+                await self.center.supervise(desk.username, str(message.get("call_id", "")), kind)
+            elif kind == "leave":
+                await self.center.supervisor_leaves(desk.username)
+            else:
+                raise ProtocolViolation(f"unknown message type '{kind[:32]}'")
+        except (ValueError, KeyError) as exc:
             await desk.send({"type": "error", "message": str(exc)})
 
     # ----- dashboard, metrics, reload --------------------------------------------------------------
@@ -503,7 +596,9 @@ class VoicebotServer:
 
     async def dashboard_data(self, request: web.Request) -> web.Response:
         window_s = self._window_s(request)
-        kpis = compute_kpis(self.storage, time.time() - window_s, self.config.languages)
+        now = time.time()
+        since = now - window_s
+        kpis = compute_kpis(self.storage, since, self.config.languages)
         live = self.center.snapshot()
         serving = sum(agent["state"] != "not_ready" for agent in live["agents"])
         forecast = erlang_c_forecast(kpis["queued"], window_s, self.center.acd.aht_s, serving)
@@ -512,6 +607,8 @@ class VoicebotServer:
             "kpis": kpis,
             "live": live,
             "forecast": forecast,
+            "agents_figures": agent_figures(self.storage, since, now),
+            "alerts": queue_alerts(self.storage, since, now, live, self.settings),
             "language_names": language_names([*self.config.languages]),
             "reloads": self.reloads,
         }
@@ -531,10 +628,15 @@ class VoicebotServer:
 
     async def metrics(self, request: web.Request) -> web.Response:
         window_s = self._window_s(request)
-        kpis = compute_kpis(self.storage, time.time() - window_s, self.config.languages)
+        now = time.time()
+        since = now - window_s
+        kpis = compute_kpis(self.storage, since, self.config.languages)
+        live = self.center.snapshot()
+        alerts = queue_alerts(self.storage, since, now, live, self.settings)
         encode, content_type = choose_encoder(request.headers.get("Accept", ""))
         registry = CollectorRegistry(auto_describe=False)
-        registry.register(KpiCollector(kpis, self.center.snapshot(), window_s, protocol_failures))
+        registry.register(KpiCollector(kpis, live, window_s, protocol_failures))
+        registry.register(AlertCollector(alerts))
         registry.register(self.loop_lag)
         body = encode(registry)
         return web.Response(body=body, headers={"Content-Type": content_type})

@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import secrets
 import time
+import zoneinfo
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -35,15 +36,24 @@ def make_account(
     languages: Sequence[str] = ("en",),
     queues: Sequence[str] = (),
     ui_language: str = "en",
+    time_zone: str | None = None,
 ) -> AgentAccount:
     """A new account; ``languages`` are the callers' languages the agent speaks, ``queues`` the queues
-    they serve (none: every queue), ``ui_language`` the language of their desk's labels."""
+    they serve (none: every queue), ``ui_language`` the language of their desk's labels,
+    ``time_zone`` (IANA, e.g. Europe/Madrid) the one their desk shows times in."""
     if role not in ROLES:
         raise ValueError(f"role must be one of {', '.join(ROLES)}")
     if not username.isidentifier() or len(password) < 8:
         raise ValueError("username must be letters, digits or _; password at least 8 characters")
     if not languages:
         raise ValueError("an agent speaks at least one language")
+    if time_zone is not None:
+        try:
+            zoneinfo.ZoneInfo(time_zone)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"'{time_zone}' is not a time zone (e.g. Europe/Madrid, America/Mexico_City)"
+            ) from None
     salt = secrets.token_bytes(16)
     return AgentAccount(
         username,
@@ -53,6 +63,7 @@ def make_account(
         languages=tuple(dict.fromkeys(languages)),
         queues=tuple(dict.fromkeys(queues)),
         ui_language=ui_language,
+        time_zone=time_zone,
     )
 
 

@@ -14,7 +14,10 @@ from voicebot.config import SipConfig
 from voicebot.engines import Engines
 from voicebot.events import CallEvent
 from voicebot.handoff.record import HandoffRecord
-from voicebot.server.contact_center import AgentDesk, ContactCenter
+from voicebot.server.call_records import wall_offset
+from voicebot.server.contact_center import ContactCenter
+from voicebot.server.hold import HoldPlayer
+from voicebot.server.room import CallRoom
 from voicebot.storage import CallbackRequest, Storage
 from voicebot.telephony.sip import DialFailed, IncomingCall, SipUserAgent
 from voicebot.telephony.sip_call import SipCall
@@ -36,15 +39,18 @@ class CallbackLeg:
         self.record = HandoffRecord.from_dict(request.record)
         self.uri = dialer.settings.callback_uri.format(caller_id=request.caller_id)  # type: ignore[union-attr]
         self._on_done = on_done
-        self._agent: AgentDesk | None = None
+        self._room: CallRoom | None = None
         self._agent_left = False
         self.task: asyncio.Task[None] | None = None
 
     # ----- CallerLink ----------------------------------------------------------------------------
 
-    def connect_agent(self, agent: AgentDesk) -> None:
-        self._agent = agent
+    def open_room(self, agent: str) -> CallRoom:
+        """The agent accepted: the caller is dialled, and bridged to the room once they answer."""
+        engines = self.dialer.engines()
+        self._room = CallRoom(self.call_id, HoldPlayer(engines, self.record.language))
         self.task = asyncio.create_task(self._place())
+        return self._room
 
     def agent_hung_up(self) -> None:
         self._agent_left = True
@@ -77,7 +83,8 @@ class CallbackLeg:
         """Never called: a callback has no bot session."""
 
     def event(self, event: CallEvent) -> None:
-        """Never called: a callback has no bot session."""
+        """The agent leg's events (hold, transfers), in the trace of the call called back."""
+        self.dialer.storage.buffer_trace_event(event, wall_offset())
 
     def handoff(self, record: HandoffRecord) -> None:
         """Never called: a callback has no bot session."""
@@ -86,10 +93,10 @@ class CallbackLeg:
         """The placed call starts here: the agent accepted it, so it is theirs from the first frame."""
 
     async def step(self, frame: bytes, key: str | None) -> bytes | HangUp:
-        assert self._agent is not None
+        assert self._room is not None
         if self._agent_left:
             return HangUp("agent_hangup", "escalated")
-        return await self._agent.exchange(frame)
+        return await self._room.tick(frame)
 
     async def ended(self, outcome: str, reason: str, events: list[CallEvent]) -> None:
         self._finish("answered")

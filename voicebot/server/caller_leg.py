@@ -9,26 +9,19 @@ accepts the call.
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import logging
-from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 
-from voicebot.audio import FRAME_BYTES, FRAME_MS
-from voicebot.audio.codecs import split_frames
-from voicebot.call import SILENCE
+from voicebot.audio import FRAME_MS
+from voicebot.call.live_transcript import LiveTranscript
 from voicebot.engines import Engines
 from voicebot.events import CallEvent
 from voicebot.handoff.record import HandoffRecord
 from voicebot.server.call_records import CallRecords
-from voicebot.server.contact_center import AgentDesk, ContactCenter
-from voicebot.server.hold import (
-    CALLBACK_CONFIRMATION,
-    PromptPart,
-    announcement_audio,
-    hold_music,
-    position_announcement,
-)
+from voicebot.server.contact_center import ContactCenter
+from voicebot.server.hold import CALLBACK_CONFIRMATION, HoldPlayer, PromptPart, position_announcement
+from voicebot.server.room import CallRoom
 from voicebot.storage import Storage
 from voicebot.transports.line import CallerLine, HangUp
 
@@ -49,11 +42,9 @@ class CallerLeg(CallRecords):
         self.queue_result: str | None = None  # answered | abandoned | callback, once queued
         self._line: CallerLine | None = None
         self._phase: Phase = self._hold_step
-        self._agent: AgentDesk | None = None
+        self._room: CallRoom | None = None
         self._agent_left = False
-        self._hold: deque[bytes] = deque()  # announcement frames to play before more music
-        self._announcement: asyncio.Task[bytes] | None = None
-        self._music_at = 0
+        self._hold: HoldPlayer | None = None  # while queued: announcements and music
         self._since_announce_ms = 0
         self._leaving = False  # the callback confirmation is playing; end when it is done
 
@@ -63,6 +54,7 @@ class CallerLeg(CallRecords):
         """Queues the caller; ``preface`` is said before the first position announcement."""
         self._line = line
         self.language = record.language  # the caller may have switched language during the bot part
+        self._hold = HoldPlayer(self.engines, self.language)
         self.center.enqueue(self, record)
         line.send({"type": "transfer", "queue": record.queue})
         self._announce_position(preface)
@@ -74,22 +66,29 @@ class CallerLeg(CallRecords):
         if self._line is not None and self.queue_result is None:
             self.queue_result = "abandoned"
             await self.center.leave_queue(self.call_id, "abandoned")
-        elif self._agent is not None and not self._agent_left:
+        elif self._room is not None and not self._agent_left:
             await self.center.caller_hung_up(self.call_id)
-        if self._announcement is not None:
-            self._announcement.cancel()
+        if self._hold is not None:
+            self._hold.silence()
+        if self._room is not None:
+            await self._room.close()  # the last words said are recognised and traced before the end
         self.record_end(outcome, self.queue_result or reason, events)
 
     # ----- CallerLink (the contact centre's side) --------------------------------------------------
 
-    def connect_agent(self, agent: AgentDesk) -> None:
-        assert self._line is not None
-        self._agent = agent
+    def open_room(self, agent: str) -> CallRoom:
+        assert self._line is not None and self._hold is not None
         self.queue_result = "answered"
-        self._silence_announcement()
+        self._hold.silence()
+        voice = self.engines.for_language(self.language)
+        transcript = functools.partial(
+            LiveTranscript, voice.recognizer, self.engines.config.endpoint, self.language
+        )
+        self._room = CallRoom(self.call_id, HoldPlayer(self.engines, self.language), transcript)
         self._phase = self._talk_step
         self._line.send({"type": "clear"})  # drop any buffered hold music
-        self._line.send({"type": "agent_connected", "agent": agent.username})
+        self._line.send({"type": "agent_connected", "agent": agent})
+        return self._room
 
     def agent_hung_up(self) -> None:
         self._agent_left = True
@@ -97,59 +96,33 @@ class CallerLeg(CallRecords):
     # ----- queued: announcements and hold music ----------------------------------------------------
 
     def _announce_position(self, preface: Sequence[PromptPart] = ()) -> None:
-        assert self._line is not None
+        assert self._line is not None and self._hold is not None
         position = self.center.acd.position(self.call_id)
         wait_s = self.center.acd.estimated_wait_s(self.call_id)
         self._line.send({"type": "queue", "position": position, "estimated_wait_s": round(wait_s)})
-        self._speak((*preface, *position_announcement(position, wait_s)))
-
-    def _speak(self, parts: Sequence[PromptPart]) -> None:
-        self._silence_announcement()
-        # Synthesis (and a cache miss) blocks: in a thread, while the caller keeps hearing music.
-        self._announcement = asyncio.create_task(
-            asyncio.to_thread(announcement_audio, self.engines, self.language, parts)
-        )
-
-    def _silence_announcement(self) -> None:
-        if self._announcement is not None:
-            self._announcement.cancel()
-            self._announcement = None
-        self._hold.clear()
+        self._hold.announce((*preface, *position_announcement(position, wait_s)))
 
     async def _hold_step(self, frame: bytes, key: str | None) -> bytes | HangUp:
-        assert self._line is not None
+        assert self._line is not None and self._hold is not None
         if key == CALLBACK_KEY and not self._leaving:
             self._leaving = True
             self.queue_result = "callback"
             await self.center.leave_queue(self.call_id, "callback")
             self._line.send({"type": "callback_scheduled"})
-            self._speak(CALLBACK_CONFIRMATION)
-        if self._announcement is not None and self._announcement.done():
-            announcement, self._announcement = self._announcement, None
-            try:
-                self._hold.extend(split_frames(announcement.result()))
-            except Exception:  # a broken synthesizer must not drop a waiting caller: music only
-                log.exception("call %s: queue announcement failed", self.call_id)
-        if self._hold:
-            return self._hold.popleft()
+            self._hold.announce(CALLBACK_CONFIRMATION)
         if self._leaving:
-            return HangUp("callback") if self._announcement is None else SILENCE
-        self._since_announce_ms += FRAME_MS
-        if self._since_announce_ms >= self.announce_interval_ms:
-            self._since_announce_ms = 0
-            self._announce_position()
-        return self._music_frame()
+            return self._hold.frame() if self._hold.speaking else HangUp("callback")
+        if not self._hold.speaking:
+            self._since_announce_ms += FRAME_MS
+            if self._since_announce_ms >= self.announce_interval_ms:
+                self._since_announce_ms = 0
+                self._announce_position()
+        return self._hold.frame()
 
-    def _music_frame(self) -> bytes:
-        music = hold_music()
-        start = self._music_at
-        self._music_at = (start + FRAME_BYTES) % (len(music) - len(music) % FRAME_BYTES)
-        return music[start : start + FRAME_BYTES]
-
-    # ----- talking to the agent ------------------------------------------------------------------
+    # ----- talking to the agents -----------------------------------------------------------------
 
     async def _talk_step(self, frame: bytes, key: str | None) -> bytes | HangUp:
-        assert self._agent is not None
+        assert self._room is not None
         if self._agent_left:
             return HangUp("agent_hangup", "escalated")
-        return await self._agent.exchange(frame)
+        return await self._room.tick(frame)

@@ -69,6 +69,10 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
         help="the queues the agent serves, comma-separated (default: every queue)",
     )
     add.add_argument("--ui-language", default="en", help="the language of the desk's labels (default: en)")
+    add.add_argument(
+        "--time-zone",
+        help="the time zone the desk shows times in, e.g. Europe/Madrid (default: the browser's)",
+    )
     add.set_defaults(handler=cmd_agents_add)
 
     calls = subparsers.add_parser("calls", help="the stored calls")
@@ -189,6 +193,7 @@ def cmd_agents_add(args: argparse.Namespace, config: Config) -> int:
             languages=args.languages,
             queues=args.queues,
             ui_language=args.ui_language,
+            time_zone=args.time_zone,
         )
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)

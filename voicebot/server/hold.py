@@ -1,23 +1,30 @@
-"""What a queued caller hears: locally generated hold music, and announcements made of prompts from
-``prompts/<language>.yml`` (their ids are in ``voicebot.dialogue.flow.QUEUE_PROMPTS``)."""
+"""What a caller on hold or in the queue hears: locally generated hold music, and announcements made
+of prompts from ``prompts/<language>.yml`` (their ids are in ``voicebot.dialogue.flow.QUEUE_PROMPTS``)."""
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import logging
 import math
+from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from voicebot.audio import SAMPLE_RATE
+from voicebot.audio import FRAME_BYTES, SAMPLE_RATE
+from voicebot.audio.codecs import split_frames
 from voicebot.engines import Engines
 from voicebot.tts.piper_engine import synthesize_all
 
+log = logging.getLogger("voicebot.server")
 # A prompt id and the values its template is filled with.
 PromptPart = tuple[str, dict[str, Any]]
 CALLBACK_CONFIRMATION: tuple[PromptPart, ...] = (("callback_confirmation", {}),)
 TRANSFER_UNAVAILABLE: tuple[PromptPart, ...] = (("transfer_unavailable", {}),)
+HOLD_COMFORT: tuple[PromptPart, ...] = (("hold_comfort", {}),)
+TRANSFER_TO_COLLEAGUE: tuple[PromptPart, ...] = (("transfer_to_colleague", {}),)
 
 
 @functools.cache
@@ -65,3 +72,49 @@ def announcement_audio(engines: Engines, language: str, parts: Sequence[PromptPa
         else:
             audio.append(synthesize_all(voice.synthesizer, text))
     return b"".join(audio)
+
+
+class HoldPlayer:
+    """A caller's hold audio, one 20 ms frame at a time: the announcement asked for (synthesised in a
+    thread while the music goes on), else the music from where it left off. ``engines`` None: music
+    only (a caller the contact centre cannot speak to)."""
+
+    def __init__(self, engines: Engines | None, language: str) -> None:
+        self.engines = engines
+        self.language = language
+        self._frames: deque[bytes] = deque()  # the announcement's, before more music
+        self._synthesis: asyncio.Task[bytes] | None = None
+        self._music_at = 0
+
+    @property
+    def speaking(self) -> bool:
+        """An announcement is being synthesised or played."""
+        return self._synthesis is not None or bool(self._frames)
+
+    def announce(self, parts: Sequence[PromptPart]) -> None:
+        """Says ``parts`` instead of whatever announcement was on (on the event loop)."""
+        self.silence()
+        if self.engines is not None:
+            self._synthesis = asyncio.create_task(
+                asyncio.to_thread(announcement_audio, self.engines, self.language, parts)
+            )
+
+    def silence(self) -> None:
+        if self._synthesis is not None:
+            self._synthesis.cancel()
+            self._synthesis = None
+        self._frames.clear()
+
+    def frame(self) -> bytes:
+        if self._synthesis is not None and self._synthesis.done():
+            synthesis, self._synthesis = self._synthesis, None
+            try:
+                self._frames.extend(split_frames(synthesis.result()))
+            except Exception:  # a broken synthesizer must not drop a waiting caller: music only
+                log.exception("hold announcement failed")
+        if self._frames:
+            return self._frames.popleft()
+        music = hold_music()
+        start = self._music_at
+        self._music_at = (start + FRAME_BYTES) % (len(music) - len(music) % FRAME_BYTES)
+        return music[start : start + FRAME_BYTES]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections import deque
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -93,9 +94,10 @@ MIGRATIONS: tuple[str, ...] = (
     # 6: the account a call was about (its hash, once the caller authenticated) and the caller id,
     # indexed, for an agent's view of the caller's earlier contacts; one disposition per agent who
     # handled a call (a warm transfer has two), each with its talk's time on hold; the agents' states
-    # over time, for their occupancy.
+    # over time, for their occupancy; the agent's time zone (none: their browser's).
     """
     ALTER TABLE calls ADD COLUMN account_key TEXT;
+    ALTER TABLE agents ADD COLUMN time_zone TEXT;
     CREATE INDEX calls_caller ON calls (caller_id, started_at);
     CREATE INDEX calls_account ON calls (account_key, started_at) WHERE account_key IS NOT NULL;
     CREATE TABLE dispositions_by_agent (
@@ -128,6 +130,15 @@ CALL_TABLES = (
     "pending_wrap_ups",
     "calls",
 )
+
+
+def _placeholders(values: Sequence[object]) -> str:
+    """``?, ?, ?``: one parameter per value, for an ``IN (...)`` list."""
+    return ", ".join("?" * len(values))
+
+
+def _callback(row: sqlite3.Row) -> CallbackRequest:
+    return CallbackRequest(**{**dict(row), "record": json.loads(row["record"])})
 
 
 class SqliteStorage:
@@ -191,6 +202,22 @@ class SqliteStorage:
         rows = self._db.execute("SELECT * FROM calls WHERE started_at >= ? ORDER BY started_at", (since,))
         return [CallRow(**row) for row in rows]
 
+    def previous_calls(
+        self, caller_id: str | None, account_key: str | None, before: float, limit: int
+    ) -> list[CallRow]:
+        """The calls started before ``before`` from ``caller_id`` or about ``account_key``, newest
+        first, at most ``limit``. A None key matches nothing (``= NULL`` is never true); each side
+        reads its own index (calls_caller, calls_account) newest first and stops at ``limit``."""
+        rows = self._db.execute(
+            "SELECT * FROM (SELECT * FROM calls WHERE caller_id = ? AND started_at < ?"
+            " ORDER BY started_at DESC LIMIT ?)"
+            " UNION SELECT * FROM (SELECT * FROM calls WHERE account_key = ? AND started_at < ?"
+            " ORDER BY started_at DESC LIMIT ?)"
+            " ORDER BY started_at DESC, call_id LIMIT ?",
+            (caller_id, before, limit, account_key, before, limit, limit),
+        )
+        return [CallRow(**row) for row in rows]
+
     def add_trace_events(self, events: list[CallEvent], wall_offset: float) -> None:
         """``wall_offset`` turns the events' monotonic ``t`` into wall-clock time."""
         self._write_trace([(event, wall_offset) for event in events])
@@ -224,6 +251,17 @@ class SqliteStorage:
 
     def trace_events(self, call_id: str) -> list[dict[str, Any]]:
         rows = self._db.execute("SELECT data FROM trace_events WHERE call_id = ? ORDER BY id", (call_id,))
+        return [json.loads(row["data"]) for row in rows]
+
+    def trace_events_of(self, call_ids: Sequence[str], types: Sequence[str]) -> list[dict[str, Any]]:
+        """The events of these types of these calls, in the order they were written."""
+        # By call: the planner would otherwise pick the type index, every call's events of a type.
+        rows = self._db.execute(
+            "SELECT data FROM trace_events INDEXED BY trace_events_call"
+            f" WHERE call_id IN ({_placeholders(call_ids)})"
+            f" AND type IN ({_placeholders(types)}) ORDER BY id",
+            (*call_ids, *types),
+        )
         return [json.loads(row["data"]) for row in rows]
 
     def turn_latencies_since(self, since: float) -> list[float]:
@@ -316,6 +354,13 @@ class SqliteStorage:
         row = self._db.execute("SELECT record FROM handoffs WHERE call_id = ?", (call_id,)).fetchone()
         return json.loads(row["record"]) if row else None
 
+    def handoffs_of(self, call_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The handoff records of those of these calls that have one, by call id."""
+        rows = self._db.execute(
+            f"SELECT call_id, record FROM handoffs WHERE call_id IN ({_placeholders(call_ids)})", call_ids
+        )
+        return {row["call_id"]: json.loads(row["record"]) for row in rows}
+
     # ----- queue ---------------------------------------------------------------------------------
 
     def queue_entered(self, call_id: str, queue: str, at: float) -> int:
@@ -336,6 +381,17 @@ class SqliteStorage:
         )
         return [QueueEntryRow(**row) for row in rows]
 
+    def queue_entries_of(self, call_ids: Sequence[str]) -> list[QueueEntryRow]:
+        # No index by call: a call enters the queue after it starts, so the entered_at index reads
+        # only the entries since the earliest of these calls.
+        in_calls = f"call_id IN ({_placeholders(call_ids)})"
+        rows = self._db.execute(
+            f"SELECT * FROM queue_entries WHERE {in_calls}"
+            f" AND entered_at >= (SELECT MIN(started_at) FROM calls WHERE {in_calls}) ORDER BY entered_at",
+            (*call_ids, *call_ids),
+        )
+        return [QueueEntryRow(**row) for row in rows]
+
     def close_waiting_entries(self, at: float) -> int:
         """After a restart nobody is still waiting on a dead connection: close what was left open at
         ``at`` (the server's last alive mark), or when it entered if that was later."""
@@ -351,10 +407,11 @@ class SqliteStorage:
     def save_agent(self, account: AgentAccount) -> None:
         self._db.execute(
             "INSERT OR REPLACE INTO agents (username, password_hash, salt, role, languages, queues,"
-            " ui_language) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            " ui_language, time_zone) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 account.username, account.password_hash, account.salt, account.role,
                 json.dumps(list(account.languages)), json.dumps(list(account.queues)), account.ui_language,
+                account.time_zone,
             ),
         )  # fmt: skip
 
@@ -400,6 +457,14 @@ class SqliteStorage:
     def dispositions_of(self, call_id: str) -> list[DispositionRow]:
         rows = self._db.execute(
             "SELECT * FROM dispositions WHERE call_id = ? ORDER BY talk_started_at", (call_id,)
+        )
+        return [DispositionRow(**row) for row in rows]
+
+    def dispositions_of_calls(self, call_ids: Sequence[str]) -> list[DispositionRow]:
+        rows = self._db.execute(
+            f"SELECT * FROM dispositions WHERE call_id IN ({_placeholders(call_ids)})"
+            " ORDER BY talk_started_at",
+            call_ids,
         )
         return [DispositionRow(**row) for row in rows]
 
@@ -481,4 +546,12 @@ class SqliteStorage:
 
     def pending_callbacks(self) -> list[CallbackRequest]:
         rows = self._db.execute("SELECT * FROM callbacks WHERE status = 'pending' ORDER BY requested_at")
-        return [CallbackRequest(**{**dict(row), "record": json.loads(row["record"])}) for row in rows]
+        return [_callback(row) for row in rows]
+
+    def callbacks_of(self, call_ids: Sequence[str]) -> list[CallbackRequest]:
+        # No index by call: the table holds only callback requests, few beside the calls.
+        rows = self._db.execute(
+            f"SELECT * FROM callbacks WHERE call_id IN ({_placeholders(call_ids)}) ORDER BY requested_at",
+            call_ids,
+        )
+        return [_callback(row) for row in rows]
