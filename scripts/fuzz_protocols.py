@@ -145,8 +145,20 @@ async def fuzz_media(session: aiohttp.ClientSession, url: str, rng: random.Rando
 
 
 async def fuzz_agent(http: str, rng: random.Random, messages: int) -> int:
-    valid = [{"type": t} for t in ("ready", "not_ready", "accept", "hangup")]
+    controls = (
+        "ready",
+        "not_ready",
+        "accept",
+        "hangup",
+        "hold",
+        "resume",
+        "mute",
+        "unmute",
+        "transfer_targets",
+    )
+    valid = [{"type": t} for t in (*controls, "complete_transfer", "cancel_transfer", "request_supervisor")]
     valid.append({"type": "wrap_up", "disposition": "resolved", "notes": ""})
+    valid.append({"type": "transfer", "mode": "warm", "queue": "general", "agent": "bob", "note": ""})
     sent = 0
     async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as session:
         form = await (await session.get(f"{http}/login")).text()

@@ -350,6 +350,21 @@ def test_cold_transfer_the_caller_waits_on_hold_first_in_line_for_the_target(
     run(scenario())
 
 
+def test_a_transfer_to_an_agent_who_signs_out_goes_to_their_queue(storage: SqliteStorage) -> None:
+    async def scenario() -> None:
+        centre = Centre(storage)
+        await centre.sign_in("alice", "bob")
+        await centre.center.set_ready("bob", False)
+        await centre.answered_by("alice")
+        await centre.center.transfer("alice", "cold", "", queue="cards", agent="bob")
+        await centre.center.desk_disconnected(centre.center.desks["bob"])
+        await centre.sign_in("carol")  # any agent of the queue now
+        assert centre.last("carol", "offer")["call_id"] == "c1"
+
+    storage.save_agent(make_account("carol", "carol-password", "agent"))
+    run(scenario())
+
+
 def test_the_caller_hanging_up_during_a_consult_ends_both_agents_parts(storage: SqliteStorage) -> None:
     async def scenario() -> None:
         centre = Centre(storage)
@@ -380,9 +395,14 @@ def test_bad_control_requests_are_refused_with_a_reason(storage: SqliteStorage) 
             await centre.center.transfer("alice", "lukewarm", "", queue="loans", agent=None)
         with pytest.raises(ValueError, match="no transfer"):
             await centre.center.cancel_transfer("alice")
-        with pytest.raises(ValueError, match="mode must be"):
-            await centre.supervisor()
-            await centre.center.supervise("sue", "c1", "shout")
+        with pytest.raises(ValueError, match="no supervisor"):
+            await centre.center.request_supervisor("alice")
+        await centre.center.agent_hangup("alice")
+        with pytest.raises(ValueError, match="disposition first"):  # required before ready again
+            await centre.center.set_ready("alice", True)
+        await centre.supervisor()
+        with pytest.raises(ValueError, match="no agent on it"):  # the call is over
+            await centre.center.supervise("sue", "c1", "monitor")
 
     run(scenario())
 

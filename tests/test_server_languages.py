@@ -17,7 +17,7 @@ from tests.test_server import call, escalate, login, open_desk, run, running_ser
 from voicebot.engines import Engines
 from voicebot.events import LanguageChanged
 from voicebot.handoff.record import HandoffRecord, IntentTurn, TranscriptLine
-from voicebot.server import caller_leg
+from voicebot.server import hold
 from voicebot.server.auth import make_account
 from voicebot.server.caller_leg import CallerLeg
 from voicebot.server.commands import add_commands
@@ -110,7 +110,7 @@ def test_a_call_escalated_in_spanish_hears_the_queue_in_spanish(
         spoken.append((language, [prompts.render(prompt_id, values) for prompt_id, values in parts]))
         return b""
 
-    monkeypatch.setattr(caller_leg, "announcement_audio", announcement_audio)
+    monkeypatch.setattr(hold, "announcement_audio", announcement_audio)
     spanish = engines.flow.prompts("es")
 
     async def scenario() -> None:
@@ -192,7 +192,7 @@ def test_an_english_caller_is_offered_to_the_english_agent_not_the_spanish_only_
                 # paco's desk page is in Spanish, English where a label is missing.
                 page = await (await paco_session.get(server.make_url("/agent"))).text()
                 assert '<html lang="es" dir="ltr">' in page and "Escritorio del agente" in page
-                assert re.search(r"Habla: <span id=\"skills\">Español</span>", page)
+                assert re.search(r"Habla:</span> <span id=\"skills\">Español</span>", page)
                 await caller.ws.close()
                 await sue.close()
             for client in (paco_session, alice_session):

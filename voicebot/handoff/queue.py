@@ -177,6 +177,8 @@ class Acd:
         seat = self.agents[username]
         if seat.state in ("offered", "talking"):
             raise ValueError(f"agent {username} is {seat.state}")
+        if seat.state == "wrap_up":  # the disposition is required: finish_wrap_up makes them ready
+            raise ValueError("submit the wrap-up's disposition first")
         self._set_state(username, "ready" if ready else "not_ready", now)
 
     def _set_state(self, username: str, state: str, now: float, call_id: str | None = None) -> None:

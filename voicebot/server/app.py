@@ -67,6 +67,7 @@ PAGES = jinja2.Environment(
 )
 LOGIN_CSRF_COOKIE = "voicebot_login_csrf"
 DEFAULT_WINDOW_S = 3600
+SHUTDOWN_WAIT_TICKS = 100  # of 50 ms: how long a stop waits for the media calls to record their end
 # Every response but a WebSocket's: no framing, no sniffing, no referrer, and a policy that lets pages
 # load only this server's own scripts, styles and images and talk only to it (scripts are files in
 # static/, none inline; the desk's texts are a JSON data block, which is not run).
@@ -211,9 +212,14 @@ class VoicebotServer:
         if self.audiosocket is not None:
             await self.audiosocket.stop()  # its calls hung up and recorded before storage closes
         # Closing the sockets lets each call finish its bookkeeping before storage closes.
-        sockets = [call.ws for call in self.media_calls] + [desk.ws for desk in self.center.desks.values()]
+        desks = [*self.center.desks.values(), *self.center.supervisors.values()]
+        sockets = [call.ws for call in self.media_calls] + [desk.ws for desk in desks]
         for ws in sockets:
             await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")
+        for _ in range(SHUTDOWN_WAIT_TICKS):  # the media calls' handlers finish their bookkeeping
+            if not self.media_calls:
+                break
+            await asyncio.sleep(0.05)
         if self._dialer is not None:
             self._dialer.cancel()
         if self.sip is not None:
@@ -553,11 +559,14 @@ class VoicebotServer:
             elif kind == "transfer_targets":
                 await desk.send(self.transfer_targets(name))
             elif kind == "transfer":
+                queue = str(message["queue"]) if message.get("queue") else None
+                if queue is not None and queue not in self.transfer_targets(name)["queues"]:
+                    raise ValueError(f"there is no queue '{queue[:40]}'")
                 await center.transfer(
                     name,
                     mode=str(message.get("mode", "")),
                     note=str(message.get("note", "")),
-                    queue=str(message["queue"]) if message.get("queue") else None,
+                    queue=queue,
                     agent=str(message["agent"]) if message.get("agent") else None,
                 )
             elif kind == "complete_transfer":

@@ -61,6 +61,7 @@ class Talk:
     held_since: float | None = None
     consulting: bool = False
     transfer_note: str = ""  # the note of the agent who transferred the call to this one
+    extras: dict[str, Any] | None = None  # the offer's history and customer panel, shown in wrap-up too
 
     def hold_time(self, now: float) -> float:
         return self.hold_s + (now - self.held_since if self.held_since is not None else 0.0)
@@ -90,6 +91,7 @@ class ContactCenter:
         self.rooms: dict[str, CallRoom] = {}  # answered calls' agent legs, by call id
         self.talks: dict[str, Talk] = {}  # by agent
         self.help_requests: dict[str, str] = {}  # call id -> the agent who asked for a supervisor
+        self._offered: dict[str, dict[str, Any]] = {}  # the extras of calls on offer, by call id
         self._task: asyncio.Task[None] | None = None
         self._sending: set[asyncio.Task[None]] = set()
 
@@ -145,13 +147,18 @@ class ContactCenter:
             "pop": call.record.to_dict(),
             "transfer": dataclasses.asdict(call.transfer) if call.transfer is not None else None,
         }
-        if self.pop_extras is not None:
-            try:
-                message.update(self.pop_extras(call.record))
-            except Exception:  # the pop without history is better than no offer
-                log.exception("call %s: the screen pop's history or customer panel failed", call.call_id)
-        await self._send_to(offer.agent, message)
+        extras = self._offered[call.call_id] = self._extras(call.record)
+        await self._send_to(offer.agent, message | extras)
         await self._send_state(offer.agent)
+
+    def _extras(self, record: HandoffRecord) -> dict[str, Any]:
+        if self.pop_extras is None:
+            return {}
+        try:
+            return self.pop_extras(record)
+        except Exception:  # the pop without history is better than no offer
+            log.exception("call %s: the screen pop's history or customer panel failed", record.call_id)
+            return {}
 
     # ----- callers -------------------------------------------------------------------------------
 
@@ -167,6 +174,7 @@ class ContactCenter:
     async def leave_queue(self, call_id: str, result: str) -> None:
         """The caller left before an agent answered: ``abandoned`` or ``callback``."""
         self.callers.pop(call_id, None)
+        self._offered.pop(call_id, None)
         call = self.acd.remove(call_id, time.time())
         if call is None:
             return
@@ -182,13 +190,17 @@ class ContactCenter:
         """The caller hung up after an agent answered: each agent on the call goes to wrap-up (a
         consulted agent of a transfer not completed is ready again), a transfer waiting is
         abandoned, supervisors on it are told."""
-        room = self.rooms.pop(call_id, None)
         if call_id in self.acd.calls:
             await self.leave_queue(call_id, "abandoned")
-        self.help_requests.pop(call_id, None)
         for agent, talk in list(self.talks.items()):
             if talk.call_id == call_id and talk.ended_at is None:
                 await self._leave(agent, talk, "caller")
+        await self._close_room(call_id)
+
+    async def _close_room(self, call_id: str) -> None:
+        """The agent leg is over: supervisors still on it are told, its last words recognised."""
+        room = self.rooms.pop(call_id, None)
+        self.help_requests.pop(call_id, None)
         if room is not None:
             for member in list(room.members.values()):
                 room.leave(member.name)
@@ -225,6 +237,9 @@ class ContactCenter:
         del self.desks[desk.username]
         # The seat goes; a wrap-up left open stays (stored) for when the desk reconnects.
         self.acd.logout(desk.username, time.time())
+        for call in self.acd.calls.values():  # a transfer to this agent now waits for their queue
+            if call.transfer is not None and call.transfer.agent == desk.username:
+                call.transfer = dataclasses.replace(call.transfer, agent=None)
 
     def talking(self, username: str) -> bool:
         talk = self.talks.get(username)
@@ -250,7 +265,16 @@ class ContactCenter:
             caller = self.callers.pop(call_id, None) or self._caller_of(call_id)
         consulting = transfer is not None and transfer.mode == "warm"
         note = transfer.note if transfer is not None else ""
-        talk = Talk(call_id, call.record.to_dict(), caller, now, consulting=consulting, transfer_note=note)
+        extras = self._offered.pop(call_id, None)
+        talk = Talk(
+            call_id,
+            call.record.to_dict(),
+            caller,
+            now,
+            consulting=consulting,
+            transfer_note=note,
+            extras=extras,
+        )
         self.talks[username] = talk
         if not consulting:
             self.storage.save_pending_wrap_up(PendingWrapUp(username, call_id, now, None))
@@ -380,6 +404,8 @@ class ContactCenter:
     async def request_supervisor(self, username: str) -> None:
         """Asks a supervisor to join the call (shown on every supervisor's dashboard)."""
         talk, _ = self._on_call(username)
+        if not self.supervisors:
+            raise ValueError("no supervisor is signed in to the dashboard")
         self.help_requests[talk.call_id] = username
         self._trace(talk.call_id, AgentLegAction(action="supervisor_requested", by=username))
         for supervisor in list(self.supervisors):
@@ -420,6 +446,7 @@ class ContactCenter:
         is dropped instead: they are ready again). The call goes on with the agents left on it, or
         waiting for a transfer's target; without either it ends."""
         room = self.rooms.get(talk.call_id)
+        alone = False
         if room is not None:
             room.leave(username)
             alone = not room.agents and self._transfer_waiting(talk.call_id) is None
@@ -432,6 +459,8 @@ class ContactCenter:
             self._end_talk(username)
         await self._send_to(username, {"type": "call_ended", "by": by})
         await self._send_state(username)
+        if alone and by != "caller":
+            await self._close_room(talk.call_id)
 
     def _end_talk(self, username: str) -> None:
         now = time.time()
@@ -542,12 +571,19 @@ class ContactCenter:
         message: dict[str, Any] = {"type": "state", "state": seat.state, "call_id": seat.call_id}
         talk = self.talks.get(username)
         if seat.state == "wrap_up" and talk is not None:
+            if talk.extras is None and talk.pop is not None:  # restored after a restart
+                talk.extras = self._extras(HandoffRecord.from_dict(talk.pop))
             times = {
                 "talk_started_at": talk.started_at,
                 "talk_ended_at": talk.ended_at,
                 "hold_s": round(talk.hold_s, 1),
             }
-            message["wrap_up"] = {"pop": talk.pop, **times}
+            message["wrap_up"] = {
+                "pop": talk.pop,
+                **times,
+                **(talk.extras or {}),
+                "transfer_note": talk.transfer_note,
+            }
         await self._send_to(username, message)
         await self._supervisors_update()
 

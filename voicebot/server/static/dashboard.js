@@ -36,6 +36,11 @@ async function refresh() {
   if (!response.ok) return;
   const data = await response.json();
   window.dashboard.data = data;
+  // One line per alert; the banner is hidden while there is none.
+  $("alerts").replaceChildren(...data.alerts.map((alert) => {
+    const line = document.createElement("p"); line.dataset.kind = alert.kind; line.textContent = alert.message; return line;
+  }));
+  $("alerts").hidden = data.alerts.length === 0;
   const k = data.kpis;
   const tiles = [
     ["Calls", k.calls], ["Containment", pct(k.containment_rate)], ["Answered", k.answered], ["Abandoned", k.abandoned],
@@ -69,6 +74,11 @@ async function refresh() {
   table($("queues"), ["Queue", "Call", "Language", "Reason", "Waiting", "Offered to"], waiting);
   table($("agents"), ["Agent", "State", "For", "Speaks", "Queues"], data.live.agents.map((a) => [
     a.username, a.state, sec(a.for_s), (a.languages || []).join(", "), (a.queues || []).join(", ") || "all"]));
+  table($("agents-window"),
+    ["Agent", "Handled", "AHT", "Talk", "Hold (total)", "Wrap-up", "Occupancy", "Resolved / Follow-up / Transferred"],
+    data.agents_figures.map((a) => [
+      a.username, count(a.handled), sec(a.aht_s), sec(a.talk_s), sec(a.hold_s), sec(a.wrap_up_s), pct(a.occupancy),
+      [a.dispositions.resolved, a.dispositions.follow_up, a.dispositions.transferred].join(" / ")]));
 }
 
 $("reload").onclick = async () => {

@@ -37,11 +37,29 @@ export class PcmAudio {
   play(buffer) {
     this.stats.rxFrames++;
     if (rms(new Int16Array(buffer)) > LOUD_RMS) this.stats.rxLoud++;
+    if (this.recording && this.recording.length < this.recordLimit) this.recording.push(new Int16Array(buffer.slice(0)));
     if (this.player) this.player.port.postMessage(buffer, [buffer]);
   }
 
   clear() {
     if (this.player) this.player.port.postMessage("clear");
+  }
+
+  record(seconds) {
+    // Keeps what is received, exactly as it came, for the browser tests to analyse (recorded()).
+    this.recording = [];
+    this.recordLimit = Math.ceil((seconds * 1000) / 20);
+  }
+
+  recorded() {
+    // The frames kept since record(), as base64 of their little-endian 16-bit samples.
+    const frames = this.recording || [];
+    const bytes = new Uint8Array(frames.reduce((total, frame) => total + frame.byteLength, 0));
+    let at = 0;
+    for (const frame of frames) { bytes.set(new Uint8Array(frame.buffer), at); at += frame.byteLength; }
+    let text = "";
+    for (let i = 0; i < bytes.length; i += 8192) text += String.fromCharCode(...bytes.subarray(i, i + 8192));
+    return btoa(text);
   }
 
   resetStats() {

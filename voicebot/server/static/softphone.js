@@ -9,6 +9,13 @@ const languageChoice = document.getElementById("language");
 // The browser's own language, where the bot serves it ("es-MX" -> es).
 const preferred = (navigator.language || "").split("-")[0];
 if ([...languageChoice.options].some((option) => option.value === preferred)) languageChoice.value = preferred;
+// The number this browser calls from: one per browser, kept, so the desk sees a returning caller's
+// earlier calls (a tester may type another to be someone else).
+const callerId = document.getElementById("caller-id");
+callerId.value = localStorage.getItem("voicebot-caller-id") || `web-${Math.random().toString(36).slice(2, 10)}`;
+const keepCallerId = () => localStorage.setItem("voicebot-caller-id", callerId.value.trim());
+keepCallerId();
+callerId.onchange = keepCallerId;
 const phone = { audio: null, ws: null, messages: [], state: "idle" };
 window.phone = phone; // for the browser tests
 // The media socket takes this page's token (templates/softphone.html), good for ttlS seconds from
@@ -68,7 +75,7 @@ async function call() {
   let opened = false;
   ws.onopen = () => {
     opened = true;
-    ws.send(JSON.stringify({ type: "start", caller_id: "web-softphone", language: languageChoice.value }));
+    ws.send(JSON.stringify({ type: "start", caller_id: callerId.value.trim() || "web-softphone", language: languageChoice.value }));
     phone.audio.onFrame = (frame) => { if (ws.readyState === WebSocket.OPEN) ws.send(frame); };
     hangupButton.disabled = false;
   };
