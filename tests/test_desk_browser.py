@@ -24,12 +24,15 @@ from tests.test_browser import (  # noqa: F401
     ServerThread,
     caller_wav,
     log_in,
+    queue_call,
     snapshot,
     wait_until,
 )
 from voicebot.audio import FRAME_BYTES, SAMPLE_RATE
 from voicebot.audio.wav import write_wav
 from voicebot.engines import Engines
+from voicebot.handoff.record import HandoffRecord
+from voicebot.handoff.redact import account_key
 from voicebot.server.auth import make_account
 from voicebot.server.hold import hold_music
 from voicebot.storage import Storage
@@ -332,3 +335,21 @@ def test_a_supervisor_monitors_whispers_to_the_agent_and_barges_in(
     trace = stored(server, lambda storage: storage.trace_events(call_id))
     actions = [e["action"] for e in trace if e["type"] == "agent_leg_action"]
     assert actions == ["accepted", "monitor", "whisper", "barge", "left"]
+
+
+def test_an_authenticated_callers_customer_panel_is_on_the_desk_masked(
+    browsers: Browsers, server: ServerThread
+) -> None:
+    """The panel comes from the demo bank through the actions plugin, with the account the caller
+    authenticated as (kept in the server's memory, never in the stored record)."""
+    alice = desk(browsers, server, "alice")
+    record = HandoffRecord(
+        "call-jane", "caller_request", "cards", "+15550102233", "en", "authenticated",
+        slots={"account_number": "****5678"}, account="12345678", account_key=account_key("12345678"),
+    )  # fmt: skip
+    queue_call(server, record)
+    wait_until(alice, "window.desk.offer !== null")
+    panel = alice.inner_text("#customer")
+    assert "Jane Doe" in panel and "$2,540.75" in panel and "****5678" in panel
+    assert "12345678" not in panel and "12345678" not in alice.content()
+    snapshot(alice, "agent-desk-customer-panel")
