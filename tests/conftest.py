@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from voicebot.config import Config, load_config
-from voicebot.demo.bank import seed
+from voicebot.demo.bank import AcmeBank, seed
 from voicebot.engines import Engines, load_engines, load_synthesizer
 from voicebot.nlu.rasa_engine import train
 from voicebot.tts.base import Synthesizer
@@ -55,6 +55,12 @@ def db_path(seeded_template: Path, tmp_path: Path) -> Path:
     path = tmp_path / seeded_template.name
     shutil.copyfile(seeded_template, path)
     return path
+
+
+@pytest.fixture
+def bank(db_path: Path) -> AcmeBank:
+    """The demo bank on a fresh copy of its seeded database."""
+    return AcmeBank(db_path)
 
 
 @pytest.fixture

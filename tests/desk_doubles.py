@@ -9,6 +9,16 @@ from voicebot.server.hold import HoldPlayer
 from voicebot.server.room import CallRoom
 
 
+class Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 class FakeSocket:
     """What a desk's WebSocket is to the contact centre: it keeps what it was sent."""
 

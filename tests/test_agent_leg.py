@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.desk_doubles import FakeCaller, FakeSocket
+from tests.desk_doubles import Clock, FakeCaller, FakeSocket
 from voicebot.call import SILENCE
 from voicebot.events import AgentLegAction
 from voicebot.handoff.record import HandoffRecord, TranscriptLine
@@ -22,14 +22,6 @@ from voicebot.server.contact_center import AgentDesk, ContactCenter
 from voicebot.server.hold import hold_music
 from voicebot.server.room import CALLER, Member, hears
 from voicebot.storage import SqliteStorage
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture
@@ -68,7 +60,10 @@ class Centre:
 
     def __init__(self, storage: SqliteStorage) -> None:
         self.storage = storage
-        self.center = ContactCenter(storage, offer_timeout_s=30.0)
+        # The screen pop's extras: here just the account the record carries in memory.
+        self.center = ContactCenter(
+            storage, offer_timeout_s=30.0, pop_extras=lambda record: {"customer": {"account": record.account}}
+        )
         self.sockets: dict[str, FakeSocket] = {}
         self.caller = FakeCaller("c1")
 
@@ -85,13 +80,20 @@ class Centre:
 
     async def answered_by(self, agent: str) -> None:
         record = HandoffRecord(
-            "c1", "caller_request", "cards", "+15550100", "en", "identified",
-            transcript=[TranscriptLine("Caller", "I lost my card")],
+            "c1", "caller_request", "cards", "+15550100", "en", "authenticated",
+            transcript=[TranscriptLine("Caller", "I lost my card")], account="12345678",
         )  # fmt: skip
         self.storage.save_handoff(record)
         self.center.enqueue(self.caller, record)
         await self.center.dispatch()
         await self.center.accept(agent, "c1")
+
+    async def alice_with_bob_ready(self) -> None:
+        """alice has the caller; bob, signed in too, was not ready until she had it."""
+        await self.sign_in("alice", "bob")
+        await self.center.set_ready("bob", False)
+        await self.answered_by("alice")
+        await self.center.set_ready("bob", True)
 
     def speak(self, name: str, value: int) -> None:
         """One frame of ``name``'s microphone, for the next tick."""
@@ -245,10 +247,7 @@ def test_warm_transfer_consults_with_the_caller_on_hold_then_hands_the_caller_ov
 ) -> None:
     async def scenario() -> None:
         centre = Centre(storage)
-        await centre.sign_in("alice", "bob")
-        await centre.center.set_ready("bob", False)  # so that the caller is offered to alice
-        await centre.answered_by("alice")
-        await centre.center.set_ready("bob", True)
+        await centre.alice_with_bob_ready()
 
         clock.now += 60
         await centre.center.transfer("alice", "warm", "wants a card limit raise", queue=None, agent="bob")
@@ -258,6 +257,7 @@ def test_warm_transfer_consults_with_the_caller_on_hold_then_hands_the_caller_ov
             and offer["transfer"]["from_agent"] == "alice"
         )
         assert offer["pop"]["transcript"][0]["text"] == "I lost my card"  # the same screen pop
+        assert offer["customer"] == {"account": "12345678"}  # the authenticated account goes along
         assert centre.last("alice", "call")["transfer"]["state"] == "waiting"
         assert await centre.tick() != ALICE_VOICE  # the caller is on hold meanwhile
 
@@ -293,10 +293,7 @@ def test_warm_transfer_consults_with_the_caller_on_hold_then_hands_the_caller_ov
 def test_a_warm_transfer_called_off_leaves_the_caller_with_the_first_agent(storage: SqliteStorage) -> None:
     async def scenario() -> None:
         centre = Centre(storage)
-        await centre.sign_in("alice", "bob")
-        await centre.center.set_ready("bob", False)
-        await centre.answered_by("alice")
-        await centre.center.set_ready("bob", True)
+        await centre.alice_with_bob_ready()
         await centre.center.transfer("alice", "warm", "", queue=None, agent="bob")
         await centre.center.accept("bob", "c1")
         await centre.center.cancel_transfer("alice")
@@ -368,10 +365,7 @@ def test_a_transfer_to_an_agent_who_signs_out_goes_to_their_queue(storage: Sqlit
 def test_the_caller_hanging_up_during_a_consult_ends_both_agents_parts(storage: SqliteStorage) -> None:
     async def scenario() -> None:
         centre = Centre(storage)
-        await centre.sign_in("alice", "bob")
-        await centre.center.set_ready("bob", False)
-        await centre.answered_by("alice")
-        await centre.center.set_ready("bob", True)
+        await centre.alice_with_bob_ready()
         await centre.center.transfer("alice", "warm", "", queue=None, agent="bob")
         await centre.center.accept("bob", "c1")
         await centre.center.caller_hung_up("c1")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,11 +17,6 @@ from voicebot.dialogue.actions import ActionContext, ActionRegistry, CustomerPan
 
 JANE = "12345678"
 SEEDED_ACCOUNTS = (JANE, "87654321", "24681357")
-
-
-@pytest.fixture
-def bank(db_path: Path) -> AcmeBank:
-    return AcmeBank(db_path)
 
 
 @pytest.fixture

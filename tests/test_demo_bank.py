@@ -34,11 +34,6 @@ JOHN = "87654321"
 
 
 @pytest.fixture
-def bank(db_path: Path) -> AcmeBank:
-    return AcmeBank(db_path)
-
-
-@pytest.fixture
 def registry(bank: AcmeBank) -> ActionRegistry:
     registry = ActionRegistry()
     register_bank_actions(registry, bank)

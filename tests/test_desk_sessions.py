@@ -19,7 +19,7 @@ import pytest
 from yarl import URL
 
 from scripts.bench_serve_caller import ServerProcess
-from tests.desk_doubles import FakeCaller, FakeSocket
+from tests.desk_doubles import Clock, FakeCaller, FakeSocket
 
 # The browser tests' server thread and helpers; `browser` and `caller_wav` are fixtures, used by name.
 from tests.test_browser import ServerThread, browser, caller_wav, log_in, queue_call, ready_agent, wait_until  # noqa: F401
@@ -35,16 +35,6 @@ from voicebot.storage import SqliteStorage
 
 IDLE_S = 600.0
 LIFETIME_S = 3600.0
-
-
-class Clock:
-    """A clock the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture

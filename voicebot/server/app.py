@@ -483,54 +483,56 @@ class VoicebotServer:
         return {"type": "transfer_targets", "queues": queues, "agents": agents}
 
     async def agent_socket(self, request: web.Request) -> web.WebSocketResponse:
-        session: WebSession = request["web_session"]
-        ws = CappedWebSocketResponse(max_msg_size=WS_MAX_MSG_SIZE, heartbeat=20)
-        await ws.prepare(request)
-        desk = AgentDesk(session.username, ws)
-        await self.center.desk_connected(desk)
-        await desk.send({"type": "settings", "wrap_up_limit_s": self.settings.wrap_up_limit_s})
-        keeper = asyncio.create_task(self._keep_session_seen(session, ws))
-        try:
-            async for msg in ws:
-                if msg.type == WSMsgType.BINARY:
-                    if self.center.talking(desk.username):
-                        desk.inbound.extend(audio_frames(msg.data))
-                elif msg.type == WSMsgType.TEXT:
-                    await self._desk_command(desk, parse_control(msg.data))
-                else:
-                    break
-        except ProtocolViolation as exc:
-            log.warning("agent %s desk closed: %s", desk.username, exc)
-            await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=str(exc).encode()[:120])
-        finally:
-            keeper.cancel()
-            await self.center.desk_disconnected(desk)
-        return ws
+        async def opened(desk: AgentDesk) -> None:
+            await self.center.desk_connected(desk)
+            await desk.send({"type": "settings", "wrap_up_limit_s": self.settings.wrap_up_limit_s})
+
+        return await self._desk_socket(
+            request, opened, self.center.talking, self._desk_command, self.center.desk_disconnected
+        )
 
     async def supervisor_socket(self, request: web.Request) -> web.WebSocketResponse:
         """A supervisor's live view: the calls and agents as they change, and the call they monitor,
         whisper to or barged into (its audio both ways, its live transcript)."""
+        return await self._desk_socket(
+            request,
+            self.center.supervisor_connected,
+            lambda username: self.center.supervising(username) is not None,
+            self._supervisor_command,
+            self.center.supervisor_disconnected,
+        )
+
+    async def _desk_socket(
+        self,
+        request: web.Request,
+        opened: Callable[[AgentDesk], Awaitable[None]],
+        on_a_call: Callable[[str], bool],
+        command: Callable[[AgentDesk, dict[str, Any]], Awaitable[None]],
+        closed: Callable[[AgentDesk], Awaitable[None]],
+    ) -> web.WebSocketResponse:
+        """An agent's or supervisor's desk connection: commands as JSON, their microphone's audio
+        taken while they are ``on_a_call``; its session kept seen while it is open."""
         session: WebSession = request["web_session"]
         ws = CappedWebSocketResponse(max_msg_size=WS_MAX_MSG_SIZE, heartbeat=20)
         await ws.prepare(request)
         desk = AgentDesk(session.username, ws)
-        await self.center.supervisor_connected(desk)
+        await opened(desk)
         keeper = asyncio.create_task(self._keep_session_seen(session, ws))
         try:
             async for msg in ws:
                 if msg.type == WSMsgType.BINARY:
-                    if self.center.supervising(desk.username) is not None:
+                    if on_a_call(desk.username):
                         desk.inbound.extend(audio_frames(msg.data))
                 elif msg.type == WSMsgType.TEXT:
-                    await self._supervisor_command(desk, parse_control(msg.data))
+                    await command(desk, parse_control(msg.data))
                 else:
                     break
         except ProtocolViolation as exc:
-            log.warning("supervisor %s socket closed: %s", desk.username, exc)
+            log.warning("%s's desk closed: %s", desk.username, exc)
             await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=str(exc).encode()[:120])
         finally:
             keeper.cancel()
-            await self.center.supervisor_disconnected(desk)
+            await closed(desk)
         return ws
 
     async def _keep_session_seen(self, session: WebSession, ws: web.WebSocketResponse) -> None:

@@ -62,6 +62,9 @@ class Talk:
     consulting: bool = False
     transfer_note: str = ""  # the note of the agent who transferred the call to this one
     extras: dict[str, Any] | None = None  # the offer's history and customer panel, shown in wrap-up too
+    # The record itself, with the account the caller authenticated as (not in ``pop``): a transfer
+    # gives the next agent the same customer panel. None when restored after a restart.
+    record: HandoffRecord | None = None
 
     def hold_time(self, now: float) -> float:
         return self.hold_s + (now - self.held_since if self.held_since is not None else 0.0)
@@ -274,6 +277,7 @@ class ContactCenter:
             consulting=consulting,
             transfer_note=note,
             extras=extras,
+            record=call.record,
         )
         self.talks[username] = talk
         if not consulting:
@@ -338,9 +342,9 @@ class ContactCenter:
             raise ValueError(f"agent {agent} is not signed in")
         if not queue and agent is None:
             raise ValueError("a transfer needs a queue or an agent")
-        assert talk.caller is not None and talk.pop is not None
+        assert talk.caller is not None and talk.record is not None
         now = time.time()
-        record = HandoffRecord.from_dict(talk.pop)
+        record = talk.record
         note = redact_typed_text(note[:MAX_NOTE_CHARS])
         request = TransferRequest(username, mode, note, queue or record.queue, agent)
         call = QueuedCall(talk.call_id, record, entered_at=now, transfer=request)
