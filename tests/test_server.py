@@ -394,6 +394,10 @@ def test_pages_need_login_roles_csrf_and_rate_limit(engines: Engines, tmp_path: 
                 assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
                 assert (await session.get(server.make_url("/agent"))).status == 200
                 assert (await session.get(server.make_url("/dashboard"))).status == 403  # agents only
+                # Nor may an agent listen to calls: the supervisor's socket is refused before the upgrade.
+                with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+                    await session.ws_connect(server.make_url("/supervisor/ws"))
+                assert refused.value.status == 403
                 assert (await session.post(server.make_url("/logout"))).status == 403  # no CSRF header
                 headers = {"X-CSRF-Token": "\u00e9t\u00e9"}  # a non-ASCII token is refused, not a 500
                 assert (await session.post(server.make_url("/logout"), headers=headers)).status == 403
