@@ -95,6 +95,12 @@ class Centre:
         await self.answered_by("alice")
         await self.center.set_ready("bob", True)
 
+    async def bob_consulted(self) -> None:
+        """alice has the caller on hold, consulting bob, who accepted her warm transfer."""
+        await self.alice_with_bob_ready()
+        await self.center.transfer("alice", "warm", "", queue=None, agent="bob")
+        await self.center.accept("bob", "c1")
+
     def speak(self, name: str, value: int) -> None:
         """One frame of ``name``'s microphone, for the next tick."""
         desk = self.center.desks.get(name) or self.center.supervisors[name]
@@ -293,9 +299,7 @@ def test_warm_transfer_consults_with_the_caller_on_hold_then_hands_the_caller_ov
 def test_a_warm_transfer_called_off_leaves_the_caller_with_the_first_agent(storage: SqliteStorage) -> None:
     async def scenario() -> None:
         centre = Centre(storage)
-        await centre.alice_with_bob_ready()
-        await centre.center.transfer("alice", "warm", "", queue=None, agent="bob")
-        await centre.center.accept("bob", "c1")
+        await centre.bob_consulted()
         await centre.center.cancel_transfer("alice")
         assert centre.center.acd.agents["bob"].state == "ready"  # no wrap-up: bob never had the caller
         assert "bob" not in centre.center.talks
@@ -365,9 +369,7 @@ def test_a_transfer_to_an_agent_who_signs_out_goes_to_their_queue(storage: Sqlit
 def test_the_caller_hanging_up_during_a_consult_ends_both_agents_parts(storage: SqliteStorage) -> None:
     async def scenario() -> None:
         centre = Centre(storage)
-        await centre.alice_with_bob_ready()
-        await centre.center.transfer("alice", "warm", "", queue=None, agent="bob")
-        await centre.center.accept("bob", "c1")
+        await centre.bob_consulted()
         await centre.center.caller_hung_up("c1")
         assert centre.center.acd.agents["alice"].state == "wrap_up"
         assert centre.center.acd.agents["bob"].state == "ready"

@@ -146,6 +146,14 @@ def accept(agent: playwright.Page, caller: playwright.Page) -> None:
     wait_until(caller, "window.phone.state === 'agent'")
 
 
+def answered_call(browsers: Browsers, server: ServerThread) -> tuple[playwright.Page, playwright.Page]:
+    """alice's desk and a caller she has answered (asked for by key)."""
+    alice = desk(browsers, server, "alice")
+    caller = call_an_agent(browsers, server)
+    accept(alice, caller)
+    return alice, caller
+
+
 def received(page: playwright.Page, audio: str, seconds: float) -> np.ndarray:
     """What ``page`` receives over the next ``seconds``, sample for sample."""
     page.evaluate(f"{audio}.record({seconds})")
@@ -190,9 +198,7 @@ PHONE_AUDIO, DESK_AUDIO, SUPERVISOR_AUDIO = (
 def test_hold_plays_music_to_the_caller_and_the_talk_resumes_with_its_live_transcript(
     browsers: Browsers, server: ServerThread
 ) -> None:
-    alice = desk(browsers, server, "alice")
-    caller = call_an_agent(browsers, server)
-    accept(alice, caller)
+    alice, caller = answered_call(browsers, server)
     heard = received(caller, PHONE_AUDIO, 3)
     assert share(heard, AGENT_TONE_HZ) > HEARD_SHARE  # the agent reaches the caller
     # The caller's words said to the agent are recognised and shown as they come.
@@ -228,9 +234,7 @@ def test_hold_plays_music_to_the_caller_and_the_talk_resumes_with_its_live_trans
 def test_warm_transfer_the_second_agent_sees_the_pop_and_note_first_then_takes_the_caller(
     browsers: Browsers, server: ServerThread
 ) -> None:
-    alice = desk(browsers, server, "alice")
-    caller = call_an_agent(browsers, server)
-    accept(alice, caller)
+    alice, caller = answered_call(browsers, server)
     bob = desk(browsers, server, "bob")
 
     alice.click("#transfer")
