@@ -43,7 +43,11 @@ class ConstantModel:
         (Pause(100, complete=0.99, understood=0.99), False),  # too early to judge
         (Pause(220, complete=None, understood=0.99), False),  # the model has not answered yet
         (Pause(220, complete=0.6, understood=0.95), True),  # understood, and the model agrees
-        (Pause(220, complete=0.2, understood=0.95), False),  # "I want to transfer | fifty dollars"
+        (Pause(220, complete=0.2, understood=0.9), False),  # "I want to transfer | fifty dollars"
+        (Pause(CONFIG.turn_sure_silence_ms - 20, complete=0.05, understood=0.97), False),
+        (Pause(CONFIG.turn_sure_silence_ms, complete=0.05, understood=0.97), True),  # sure words
+        (Pause(CONFIG.turn_sure_silence_ms, complete=None, understood=0.97), True),  # model still busy
+        (Pause(CONFIG.turn_sure_silence_ms, complete=0.05, understood=0.9), False),  # not sure enough
         (Pause(220, complete=0.9, understood=0.4), False),  # sounds final, but nothing understood
         (Pause(220, complete=0.9, understood=None), False),
         (Pause(CONFIG.turn_max_silence_ms, complete=0.0), True),  # silence decides in the end
@@ -173,7 +177,7 @@ def test_a_digit_string_of_unknown_length_waits_for_the_long_pause() -> None:
 
 
 def test_an_understood_request_ends_at_the_first_check_and_a_doubtful_one_waits() -> None:
-    nlu = ScriptedNlu({"what is my balance": "check_balance"})
+    nlu = ScriptedNlu({"what is my balance": ("check_balance", 0.9)})
     audio = voiced(900) + silence(1500)
 
     quick, quick_events = asyncio.run(
@@ -186,6 +190,36 @@ def test_an_understood_request_ends_at_the_first_check_and_a_doubtful_one_waits(
     assert quick_events[0].reason == "end_of_turn" and quick_events[0].turn_complete == 0.7
     assert slow_events[0].reason == "silence" and slow_events[0].pause_ms >= CONFIG.turn_max_silence_ms
     assert quick[0] + 300 < slow[0]
+
+
+def test_sure_words_end_the_turn_at_a_longer_pause_when_the_model_hears_it_unfinished() -> None:
+    nlu = ScriptedNlu({"what is my balance": ("check_balance", 0.99)})
+    audio = voiced(900) + silence(1500)
+
+    _, events = asyncio.run(
+        listen(audio, GrowingRecognizer("what is my balance"), ConstantModel(0.05), nlu=nlu)
+    )
+
+    assert events[0].reason == "end_of_turn"
+    assert CONFIG.turn_sure_silence_ms <= events[0].pause_ms < CONFIG.turn_max_silence_ms
+
+
+@pytest.mark.parametrize("intent", ["out_of_scope", "nlu_fallback"])
+def test_a_fragment_parsed_as_out_of_scope_is_not_understood(intent: str) -> None:
+    # "so the thing is | there is a charge I don't know": the first half is confidently out of scope.
+    nlu = ScriptedNlu({"so the thing is": (intent, 0.99)})
+    audio = voiced(900) + silence(700) + voiced(900) + silence(1500)
+
+    ended, _ = asyncio.run(
+        listen(
+            audio,
+            GrowingRecognizer("so the thing is", "so the thing is there is a charge"),
+            ConstantModel(0.9),
+            nlu=nlu,
+        )
+    )
+
+    assert len(ended) == 1 and ended[0] > 2500, "the first half must not end the turn"
 
 
 def test_silence_only_ends_after_end_silence_ms_and_never_asks_the_model() -> None:
@@ -221,7 +255,7 @@ class BrokenModel:
 
 
 def test_a_failing_end_of_turn_model_leaves_the_turn_to_silence() -> None:
-    nlu = ScriptedNlu({"agent": "talk_to_agent"})
+    nlu = ScriptedNlu({"agent": ("talk_to_agent", 0.9)})  # understood, not sure: the model would decide
 
     ended, events = asyncio.run(
         listen(voiced(600) + silence(1500), GrowingRecognizer("agent"), BrokenModel(), nlu=nlu)

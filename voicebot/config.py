@@ -75,9 +75,11 @@ class EndpointConfig(Settings):
     # the turn is complete and the NLU parses the speculative transcript; the turn ends there when
     # the model gives at least turn_complete_threshold (1.0: never on the model alone), or when
     # the NLU understood the words with turn_understood_confidence and the model gives at least
-    # turn_understood_threshold; otherwise after turn_max_silence_ms. While the caller reads a
-    # digit string, a pause ends the turn early only when all expected digits were heard, else
-    # after digits_pause_ms. "silence": end_silence_ms of silence, nothing else.
+    # turn_understood_threshold, or, whatever the model says, when the NLU understood them with
+    # turn_sure_confidence and the pause is turn_sure_silence_ms long; otherwise after
+    # turn_max_silence_ms. Out-of-scope and fallback parses never count as understood. While the
+    # caller reads a digit string, a pause ends the turn early only when all expected digits were
+    # heard, else after digits_pause_ms. "silence": end_silence_ms of silence, nothing else.
     # Defaults measured with scripts/bench_eot.py (see README).
     end_of_turn: Literal["smart_turn", "silence"] = "smart_turn"
     turn_model: NonEmpty = "models/turn/smart-turn-v3.2-cpu.onnx"
@@ -85,6 +87,8 @@ class EndpointConfig(Settings):
     turn_complete_threshold: Fraction = 1.0
     turn_understood_confidence: Fraction = 0.85
     turn_understood_threshold: Fraction = 0.5
+    turn_sure_confidence: Fraction = 0.95
+    turn_sure_silence_ms: Milliseconds = 500
     turn_max_silence_ms: Milliseconds = 800
     digits_pause_ms: Milliseconds = 2000
 

@@ -20,6 +20,7 @@ from voicebot.audio import FRAME_BYTES, FRAME_MS, SAMPLE_RATE
 from voicebot.audio.vad import Endpointer
 from voicebot.call.threads import RECOGNITION, TURN, run_in
 from voicebot.config import EndpointConfig
+from voicebot.dialogue.policy import FALLBACK, OUT_OF_SCOPE
 from voicebot.events import AsrPartial, CallEvent, SpeechEnded, SpeechStarted
 from voicebot.nlu.base import NluResult
 from voicebot.nlu.numbers import spoken_digits
@@ -238,7 +239,9 @@ class Listener:
             if open_.digits_expected is not None:
                 digits_heard = len(spoken_digits(heard.transcript.text, language=self.language))
             guess = _result(open_.guess)
-            understood = guess[0].intent.confidence if guess is not None else None
+            # A fragment ("so the thing is") is often confidently out of scope: not a request.
+            if guess is not None and guess[0].intent.name not in (OUT_OF_SCOPE, FALLBACK):
+                understood = guess[0].intent.confidence
         pause = Pause(pause_ms, complete, open_.digits_expected, digits_heard, understood)
         if not turn_is_over(self._config, self._turn_model, pause):
             return ""

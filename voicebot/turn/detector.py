@@ -32,7 +32,8 @@ class Pause:
     complete: float | None = None  # the model's probability; None while it runs, or with no model
     digits_expected: int | None = None  # a digit string is expected: this many digits (0: any)
     digits_heard: int | None = None  # digits in the speculative transcript; None until it is ready
-    # The NLU's confidence in the speculative transcript's intent; None until it is ready.
+    # The NLU's confidence in the speculative transcript's intent; None until it is ready, and for
+    # a parse that understood nothing (out of scope, fallback).
     understood: float | None = None
 
 
@@ -59,6 +60,12 @@ def turn_is_over(config: EndpointConfig, model: CompletionModel | None, pause: P
             # A partial digit string: more is coming. A complete one (known length) is done.
             return bool(pause.digits_expected) and pause.digits_heard >= pause.digits_expected
         # No digits at all ("I don't know it", "agent"): an ordinary turn.
+    understood = pause.understood is not None and pause.understood >= config.turn_understood_confidence
+    # Very sure words end the turn at a longer pause without the model: on flat or unusual prosody
+    # it calls complete requests unfinished (measured with scripts/bench_eot.py, see README).
+    sure = pause.understood is not None and pause.understood >= config.turn_sure_confidence
+    if sure and pause.silence_ms >= config.turn_sure_silence_ms:
+        return True
     if pause.complete is None:
         return False
     if pause.complete >= config.turn_complete_threshold:
@@ -66,5 +73,4 @@ def turn_is_over(config: EndpointConfig, model: CompletionModel | None, pause: P
     # Understood words and a model that does not object: measured, the model alone cuts callers off
     # at pauses that sound final ("my card | was stolen"), and the NLU alone ends turns on a
     # confidently parsed first half ("I want to transfer | fifty dollars").
-    understood = pause.understood is not None and pause.understood >= config.turn_understood_confidence
     return understood and pause.complete >= config.turn_understood_threshold
