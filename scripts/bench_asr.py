@@ -58,6 +58,7 @@ from scripts.bench_speech import (
     load_phrases,
     pad,
     rate,
+    understand,
     word_error_rate,
 )
 from voicebot.asr.catalog import provision_whisper_base
@@ -66,12 +67,10 @@ from voicebot.audio import SAMPLE_RATE
 from voicebot.audio.codecs import split_frames
 from voicebot.audio.degrade import active_rms, add_noise, telephone_channel
 from voicebot.audio.vad import Endpointer
-from voicebot.call.understanding import MAX_HYPOTHESES_PARSED
-from voicebot.config import PROJECT_ROOT, Config, EndpointConfig, PolicyConfig, load_config
+from voicebot.config import PROJECT_ROOT, Config, EndpointConfig, load_config
 from voicebot.console import quiet_console
-from voicebot.dialogue.policy import Decision, best_understood, decide
 from voicebot.engines import load_nlu, load_synthesizer
-from voicebot.nlu.base import NluEngine, NluResult
+from voicebot.nlu.base import NluResult
 from voicebot.tts.piper_engine import synthesize_all
 
 LANGUAGE = "en"
@@ -322,20 +321,6 @@ def recognise(recognizer: WhisperRecognizer, endpoint: EndpointConfig, audio: by
 # --- scoring --------------------------------------------------------------------------------------
 
 
-async def understand(
-    nlu: NluEngine, recognition: Recognition, policy: PolicyConfig, n_best: bool
-) -> tuple[NluResult, bool]:
-    """The NLU result the dialogue acts on for a request, as the call's understanding stage picks
-    it (``dialogue.policy.best_understood``): the recogniser's best, or a hypothesis further down its
-    n-best list that the NLU understood where it did not understand the best."""
-    best = await nlu.parse(recognition.text)
-    if not n_best or not recognition.alternatives or decide(best, policy) is Decision.ACCEPT:
-        return best, False
-    hypotheses = [best, *[await nlu.parse(text) for text in recognition.alternatives[:MAX_HYPOTHESES_PARSED]]]
-    chosen = best_understood(hypotheses, policy)
-    return hypotheses[chosen], chosen > 0
-
-
 def is_repetition(text: str) -> bool:
     """The words are one phrase said two or more times over ("can i go back can i go back"): Whisper's
     decoding loop, which its compression-ratio check only catches when it runs long."""
@@ -478,7 +463,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 for phrase, voice in pairs:
                     audio = bank.audio(phrase.text, voice, channel)
                     recognition = recognise(recognizer, config.endpoint, audio)
-                    parsed, from_n_best = await understand(nlu, recognition, config.policy, args.n_best)
+                    parsed, from_n_best = await understand(
+                        nlu, recognition.text, recognition.alternatives, config.policy, args.n_best
+                    )
                     outcomes.append(
                         Outcome(
                             phrase,

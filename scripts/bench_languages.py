@@ -15,7 +15,9 @@ fed in 20 ms frames to a stream) is recognised twice:
 
 - in its own language (``engines.for_language(language).recognizer``, a call already in that
   language, e.g. by the dialled number): transcript -> that language's NLU -> "intent acc (audio)";
-  compared with the NLU on the example's exact words, "intent acc (text)";
+  "with n-best": the intent the dialogue acts on, which may come from the recogniser's n-best list
+  (``policy.n_best_accept_threshold``, as in every call); compared with the NLU on the example's
+  exact words, "intent acc (text)";
 - as the caller's first request in a call in the default language (en), as the product checks it:
   the default language's recogniser with ``RecognitionHints(languages=config.languages,
   language_threshold=policy.language_switch_probability)``. ``Transcript.language`` is the language
@@ -66,6 +68,7 @@ from scripts.bench_speech import (
     load_phrases,
     pad,
     rate,
+    understand,
     word_error_rate,
 )
 from voicebot.asr.base import RecognitionHints, Recognizer, Transcript
@@ -120,6 +123,7 @@ class Utterance:
     transcript: str  # in the example's language
     transcript_confidence: float
     intent_audio: str
+    intent_audio_n_best: str  # what the dialogue acts on: the best, or an n-best hypothesis understood
     confidence_audio: float
     intent_text: str
     heard: str | None  # the first-request check: the language heard ...
@@ -187,6 +191,7 @@ def summarise(utterances: Sequence[Utterance], default_language: str, threshold:
             word_error_rate([u.wer_reference for u in utterances], [u.wer_hypothesis for u in utterances]), 3
         ),
         "intent_accuracy_audio": rate(sum(u.intent_audio == u.intent for u in utterances), n),
+        "intent_accuracy_audio_n_best": rate(sum(u.intent_audio_n_best == u.intent for u in utterances), n),
         "intent_accuracy_text": rate(sum(u.intent_text == u.intent for u in utterances), n),
         "lid_accuracy": rate(sum(u.heard == u.language for u in utterances), n),
         "heard": dict(Counter(u.heard or "-" for u in utterances).most_common()),
@@ -297,6 +302,7 @@ async def run(args: argparse.Namespace) -> tuple[dict[str, Any], list[Utterance]
                 heard = list(pool.map(hear, jobs))
                 for (example, voice), (own, first) in zip(items, heard, strict=True):
                     parsed = await nlu[lang].parse(own.text)
+                    chosen, _ = await understand(nlu[lang], own.text, own.alternatives, config.policy, True)
                     exact = await nlu[lang].parse(example.text)
                     first_language = first.text_language or default
                     first_parsed = await nlu[first_language].parse(first.text)
@@ -310,6 +316,7 @@ async def run(args: argparse.Namespace) -> tuple[dict[str, Any], list[Utterance]
                             transcript=own.text,
                             transcript_confidence=round(own.confidence, 3),
                             intent_audio=parsed.intent.name,
+                            intent_audio_n_best=chosen.intent.name,
                             confidence_audio=round(parsed.intent.confidence, 3),
                             intent_text=exact.intent.name,
                             heard=first.language,
@@ -384,6 +391,7 @@ def print_tables(report: dict[str, Any]) -> None:
             r["examples"],
             r["wer"],
             r["intent_accuracy_audio"],
+            r["intent_accuracy_audio_n_best"],
             r["intent_accuracy_text"],
             r["lid_accuracy"],
             ", ".join(f"{k} {v}" for k, v in r["heard"].items()),
@@ -400,6 +408,7 @@ def print_tables(report: dict[str, Any]) -> None:
         "n",
         "WER",
         "intent acc (audio)",
+        "with n-best",
         "intent acc (text)",
         "LID acc",
         "heard",

@@ -1,6 +1,7 @@
 """What the speech benchmarks share (scripts/bench_asr.py and scripts/bench_languages.py): espeak-ng
 voice configurations, the held-out NLU phrases, speech padded with silence in whole frames, corpus
-word error rate, an NLU that parses each text once, and rates. Not a benchmark of its own.
+word error rate, an NLU that parses each text once, the dialogue's n-best choice, and rates. Not a
+benchmark of its own.
 
 The scripts import it as ``scripts.bench_speech`` once they have put the project root on ``sys.path``.
 """
@@ -14,6 +15,9 @@ from pathlib import Path
 import jiwer
 
 from voicebot.audio import FRAME_BYTES, SAMPLE_RATE
+from voicebot.call.understanding import MAX_HYPOTHESES_PARSED
+from voicebot.config import PolicyConfig
+from voicebot.dialogue.policy import Decision, best_understood, decide
 from voicebot.nlu.base import NluEngine, NluResult
 from voicebot.tts.espeak_engine import EspeakSynthesizer
 
@@ -94,6 +98,21 @@ class CachedNlu:
         if text not in self._parsed:
             self._parsed[text] = await self._nlu.parse(text)
         return self._parsed[text]
+
+
+async def understand(
+    nlu: NluEngine | CachedNlu, text: str, alternatives: Sequence[str], policy: PolicyConfig, n_best: bool
+) -> tuple[NluResult, bool]:
+    """The NLU result the dialogue acts on for a request, as the call's understanding stage picks
+    it (``dialogue.policy.best_understood``): the recogniser's best, or a hypothesis further down its
+    n-best list that the NLU understood where it did not understand the best; and whether it was
+    one further down."""
+    best = await nlu.parse(text)
+    if not n_best or not alternatives or decide(best, policy) is Decision.ACCEPT:
+        return best, False
+    hypotheses = [best, *[await nlu.parse(other) for other in alternatives[:MAX_HYPOTHESES_PARSED]]]
+    chosen = best_understood(hypotheses, policy)
+    return hypotheses[chosen], chosen > 0
 
 
 def rate(numerator: int, denominator: int) -> float:
