@@ -3,28 +3,12 @@ the channel padding. No models are loaded."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-from types import ModuleType
-
 import pytest
 
+from tests.bench_scripts import load_script
 from voicebot.audio import FRAME_BYTES, SAMPLE_RATE
 
-SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "bench_asr.py"
-
-
-def _load_script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_asr", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_asr"] = module  # dataclasses look their module up by name
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _load_script()
+bench = load_script("bench_asr")
 
 
 @pytest.mark.parametrize(

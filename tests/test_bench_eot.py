@@ -4,28 +4,13 @@ combined row must see the NLU's verdict (a request understood ends at the first 
 from __future__ import annotations
 
 import asyncio
-import importlib.util
-import sys
-from pathlib import Path
-from types import ModuleType
 
+from tests.bench_scripts import load_script
 from tests.scripted import ScriptedNlu, ScriptedRecognizer, silence, voiced
 from voicebot.config import EndpointConfig
 
-SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "bench_eot.py"
+bench = load_script("bench_eot")
 CONFIG = EndpointConfig()
-
-
-def _load_script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_eot", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_eot"] = module  # dataclasses look their module up by name
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _load_script()
 
 
 class ConstantModel:
