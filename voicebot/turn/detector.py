@@ -60,7 +60,6 @@ def turn_is_over(config: EndpointConfig, model: CompletionModel | None, pause: P
             # A partial digit string: more is coming. A complete one (known length) is done.
             return bool(pause.digits_expected) and pause.digits_heard >= pause.digits_expected
         # No digits at all ("I don't know it", "agent"): an ordinary turn.
-    understood = pause.understood is not None and pause.understood >= config.turn_understood_confidence
     # Very sure words end the turn at a longer pause without the model: on flat or unusual prosody
     # it calls complete requests unfinished (measured with scripts/bench_eot.py, see README).
     sure = pause.understood is not None and pause.understood >= config.turn_sure_confidence
@@ -73,4 +72,5 @@ def turn_is_over(config: EndpointConfig, model: CompletionModel | None, pause: P
     # Understood words and a model that does not object: measured, the model alone cuts callers off
     # at pauses that sound final ("my card | was stolen"), and the NLU alone ends turns on a
     # confidently parsed first half ("I want to transfer | fifty dollars").
+    understood = pause.understood is not None and pause.understood >= config.turn_understood_confidence
     return understood and pause.complete >= config.turn_understood_threshold
